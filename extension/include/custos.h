@@ -1,0 +1,48 @@
+/*-------------------------------------------------------------------------
+ *
+ * custos.h
+ *	  GUCs and shared state of the custos extension, used across its files.
+ *
+ * Shared memory exists only when custos is in shared_preload_libraries;
+ * every user of CustosShared must cope with it being NULL.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CUSTOS_H
+#define CUSTOS_H
+
+#include "port/atomics.h"
+#include "storage/latch.h"
+
+/* GUC variables (custos.c) */
+extern int	custos_seal_interval_ms;
+extern char *custos_database;
+extern int	custos_max_event_bytes;
+extern int	custos_max_batch_events;
+extern int	custos_block_max_events;
+extern int	custos_seal_batch_events;
+
+typedef struct CustosShared
+{
+	/* bumped whenever a data key is destroyed; backends drop cached keys */
+	pg_atomic_uint64 key_generation;
+	/* pid of the background sealer, 0 when it is not running */
+	pg_atomic_uint32 sealer_pid;
+} CustosShared;
+
+/* NULL unless custos was preloaded */
+extern CustosShared *custos_shared;
+
+/* true when _PG_init ran during shared_preload_libraries */
+extern bool custos_preloaded;
+
+/* the SQL schema every custos object lives in */
+#define CUSTOS_SCHEMA "custos"
+
+/* 256-bit hashes and keys throughout */
+#define CUSTOS_HASH_LEN 32
+
+extern Oid	CustosSchemaOwner(void);
+extern Oid	CustosSchemaOid(bool missing_ok);
+
+#endif							/* CUSTOS_H */

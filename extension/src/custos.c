@@ -1,0 +1,184 @@
+/*-------------------------------------------------------------------------
+ *
+ * custos.c
+ *	  Module entry: GUCs, shared memory, the sealer's registration and hook
+ *	  wiring.  No audit logic lives here.
+ *
+ * custos works without shared_preload_libraries (CREATE EXTENSION succeeds),
+ * but then there is no background sealer (events are sealed only by
+ * custos.seal()), no shared key-cache invalidation (keys are cached per
+ * transaction only) and no utility guard in backends that have not loaded
+ * the library yet.  custos.status() reports which mode is active.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+#include "utils/syscache.h"
+
+#include "custos.h"
+#include "guard.h"
+#include "seal.h"
+
+PG_MODULE_MAGIC;
+
+int			custos_seal_interval_ms = 200;
+char	   *custos_database = NULL;
+int			custos_max_event_bytes = 65536;
+int			custos_max_batch_events = 1000;
+int			custos_block_max_events = 4096;
+int			custos_seal_batch_events = 100000;
+
+CustosShared *custos_shared = NULL;
+bool		custos_preloaded = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+static void
+custos_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(CustosShared)));
+}
+
+static void
+custos_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	custos_shared = ShmemInitStruct("custos", sizeof(CustosShared), &found);
+	if (!found)
+	{
+		pg_atomic_init_u64(&custos_shared->key_generation, 0);
+		pg_atomic_init_u32(&custos_shared->sealer_pid, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+define_gucs(void)
+{
+	DefineCustomIntVariable("custos.seal_interval",
+							gettext_noop("Time between two rounds of the background sealer."),
+							gettext_noop("An event is sealed within about this interval plus the time its "
+										 "writers take to commit."),
+							&custos_seal_interval_ms,
+							200, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("custos.database",
+							   gettext_noop("Database in which the background sealer runs."),
+							   gettext_noop("The custos extension must be created in this database."),
+							   &custos_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("custos.max_event_bytes",
+							gettext_noop("Largest audit event payload accepted by custos.log()."),
+							NULL,
+							&custos_max_event_bytes,
+							65536, 1024, 16 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("custos.max_batch_events",
+							gettext_noop("Most events one custos.log_batch() call accepts."),
+							NULL,
+							&custos_max_batch_events,
+							1000, 1, 100000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("custos.block_max_events",
+							gettext_noop("Most events in one sealed block."),
+							NULL,
+							&custos_block_max_events,
+							4096, 1, 65536,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("custos.seal_batch_events",
+							gettext_noop("Most events sealed in one sealer transaction."),
+							gettext_noop("A larger backlog is sealed in several transactions."),
+							&custos_seal_batch_events,
+							100000, 100, 10000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("custos");
+}
+
+void
+_PG_init(void)
+{
+	define_gucs();
+
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = custos_ProcessUtility;
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	custos_preloaded = true;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = custos_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = custos_shmem_startup;
+
+	SealRegisterWorker();
+}
+
+/*
+ * The custos schema's OID, or InvalidOid when the extension is not installed
+ * in this database and missing_ok.
+ */
+Oid
+CustosSchemaOid(bool missing_ok)
+{
+	Oid			nsp = get_namespace_oid(CUSTOS_SCHEMA, true);
+
+	if (!OidIsValid(nsp) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"custos\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION custos CASCADE.")));
+	return nsp;
+}
+
+/*
+ * The role that owns custos storage.  CREATE EXTENSION makes the creating
+ * (super)user the owner of the schema and of every table in it, so the
+ * schema owner is the identity custos' own code runs its storage access as.
+ */
+Oid
+CustosSchemaOwner(void)
+{
+	Oid			nsp = CustosSchemaOid(false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}

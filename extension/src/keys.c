@@ -1,0 +1,471 @@
+/*-------------------------------------------------------------------------
+ *
+ * keys.c
+ *	  Data keys for personal fields (crypto-shredding) and reading them back.
+ *
+ * Every event's personal fields are encrypted under a data-encryption key
+ * derived from two data keys: the actor's key for the day of recording and,
+ * if the event names a data subject, the subject's key for that day.  Either
+ * key destroyed makes the fields unrecoverable, so erasing a subject (by or
+ * about) or anonymising a day destroys keys and never rewrites an event: the
+ * hash chain, which covers the ciphertext, keeps verifying.
+ *
+ * Keys are found by scope_ref = HMAC(tenant secret, scope || 0 || value), so
+ * custos.data_key never stores an actor or subject id in clear.
+ *
+ * Cache: a backend-local hash of keys already looked up.  An entry created by
+ * a transaction that aborts must not survive it (its row is gone), so any
+ * abort empties the cache.  Key destruction bumps a shared generation
+ * counter, on which every backend empties its cache; without shared memory
+ * (custos not preloaded) the cache lives for one transaction only.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "chain.h"
+#include "crypto.h"
+#include "custos.h"
+#include "keys.h"
+
+PG_FUNCTION_INFO_V1(custos_personal_text);
+PG_FUNCTION_INFO_V1(custos_personal_json);
+
+typedef struct KeyCacheEntry
+{
+	uint8		tag[CUSTOS_HASH_LEN];	/* hash key: SHA-256 of the lookup */
+	int64		key_id;
+	uint8		key[CUSTOS_HASH_LEN];
+} KeyCacheEntry;
+
+static MemoryContext KeyCacheContext = NULL;
+static HTAB *key_cache = NULL;
+static uint64 key_cache_generation = 0;
+static bool callbacks_registered = false;
+
+static SPIPlanPtr plan_secret_get = NULL;
+static SPIPlanPtr plan_secret_put = NULL;
+static SPIPlanPtr plan_key_get = NULL;
+static SPIPlanPtr plan_key_put = NULL;
+
+void
+KeysInvalidateAll(void)
+{
+	if (KeyCacheContext != NULL)
+		MemoryContextReset(KeyCacheContext);
+	key_cache = NULL;
+}
+
+static void
+keys_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		(custos_shared == NULL &&
+		 (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE)))
+		KeysInvalidateAll();
+}
+
+static void
+keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		KeysInvalidateAll();
+}
+
+static HTAB *
+get_cache(void)
+{
+	HASHCTL		ctl;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(keys_xact_callback, NULL);
+		RegisterSubXactCallback(keys_subxact_callback, NULL);
+		KeyCacheContext = AllocSetContextCreate(CacheMemoryContext,
+												"custos key cache",
+												ALLOCSET_SMALL_SIZES);
+		callbacks_registered = true;
+	}
+
+	if (custos_shared != NULL)
+	{
+		uint64		gen = pg_atomic_read_u64(&custos_shared->key_generation);
+
+		if (gen != key_cache_generation)
+		{
+			KeysInvalidateAll();
+			key_cache_generation = gen;
+		}
+	}
+
+	if (key_cache == NULL)
+	{
+		ctl.keysize = CUSTOS_HASH_LEN;
+		ctl.entrysize = sizeof(KeyCacheEntry);
+		ctl.hcxt = KeyCacheContext;
+		key_cache = hash_create("custos data keys", 256, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	return key_cache;
+}
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
+/* The first column of the single row SPI returned, as bytea; NULL if none. */
+static bytea *
+spi_first_bytea(int col)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_processed == 0)
+		return NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+	if (isnull)
+		return NULL;
+	return DatumGetByteaPP(d);
+}
+
+/*
+ * The tenant's HMAC secret, created on first use.  Two sessions creating it
+ * at once meet on the primary key; the loser reads the winner's row.
+ */
+static void
+tenant_secret(const char *tenant, uint8 *secret)
+{
+	Datum		arg[2];
+	bytea	   *b;
+
+	if (plan_secret_get == NULL)
+	{
+		Oid			t1[1] = {TEXTOID};
+		Oid			t2[2] = {TEXTOID, BYTEAOID};
+
+		plan_secret_get = prepare_kept(
+									   "SELECT secret FROM custos.tenant_secret WHERE tenant OPERATOR(pg_catalog.=) $1",
+									   1, t1);
+		plan_secret_put = prepare_kept(
+									   "INSERT INTO custos.tenant_secret (tenant, secret) VALUES ($1, $2) "
+									   "ON CONFLICT (tenant) DO NOTHING RETURNING secret",
+									   2, t2);
+	}
+
+	arg[0] = CStringGetTextDatum(tenant);
+	if (SPI_execute_plan(plan_secret_get, arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read tenant secret");
+	b = spi_first_bytea(1);
+	if (b == NULL)
+	{
+		uint8		fresh[CUSTOS_HASH_LEN];
+		bytea	   *fb = palloc(VARHDRSZ + CUSTOS_HASH_LEN);
+
+		CryptoRandom(fresh, CUSTOS_HASH_LEN);
+		SET_VARSIZE(fb, VARHDRSZ + CUSTOS_HASH_LEN);
+		memcpy(VARDATA(fb), fresh, CUSTOS_HASH_LEN);
+		arg[1] = PointerGetDatum(fb);
+		if (SPI_execute_plan(plan_secret_put, arg, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not store tenant secret");
+		b = spi_first_bytea(1);
+		if (b == NULL)
+		{
+			if (SPI_execute_plan(plan_secret_get, arg, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not read tenant secret");
+			b = spi_first_bytea(1);
+		}
+	}
+	if (b == NULL || VARSIZE_ANY_EXHDR(b) != CUSTOS_HASH_LEN)
+		elog(ERROR, "tenant secret of \"%s\" is missing or malformed", tenant);
+	memcpy(secret, VARDATA_ANY(b), CUSTOS_HASH_LEN);
+}
+
+/* Day number since 1970-01-01 UTC: the period a data key covers. */
+int32
+KeysPeriodOf(TimestampTz ts)
+{
+	int64		unix_us = ts + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+	int64		day = unix_us / USECS_PER_DAY;
+
+	if (unix_us < 0 && unix_us % USECS_PER_DAY != 0)
+		day--;
+	return (int32) day;
+}
+
+static bool
+read_key_row(DataKey *out)
+{
+	bool		isnull;
+	bytea	   *k;
+
+	if (SPI_processed == 0)
+		return false;
+	out->key_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	k = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull || VARSIZE_ANY_EXHDR(k) != CUSTOS_HASH_LEN)
+		elog(ERROR, "data key %lld is malformed", (long long) out->key_id);
+	memcpy(out->key, VARDATA_ANY(k), CUSTOS_HASH_LEN);
+	return true;
+}
+
+/*
+ * The live data key of (tenant, scope, value, period), created on first use.
+ * Caller is connected to SPI inside GuardBeginInternal().
+ */
+void
+KeysGetDataKey(const char *tenant, const char *scope, const char *value,
+			   int32 period, DataKey *out)
+{
+	HTAB	   *cache = get_cache();
+	CryptoHasher h = {0};
+	uint8		tag[CUSTOS_HASH_LEN];
+	uint8		secret[CUSTOS_HASH_LEN];
+	uint8		ref[CUSTOS_HASH_LEN];
+	StringInfoData buf;
+	KeyCacheEntry *entry;
+	bool		found;
+	Datum		arg[6];
+	char		nulls[6] = "      ";
+	bytea	   *refb;
+	bytea	   *keyb;
+
+	/* cache tag: SHA-256 over the NUL-separated lookup */
+	CryptoHasherInit(&h);
+	CryptoHasherUpdate(&h, tenant, strlen(tenant) + 1);
+	CryptoHasherUpdate(&h, scope, strlen(scope) + 1);
+	CryptoHasherUpdate(&h, value, strlen(value) + 1);
+	CryptoHasherUpdate(&h, &period, sizeof(period));
+	CryptoHasherFinal(&h, tag);
+	CryptoHasherFree(&h);
+
+	entry = hash_search(cache, tag, HASH_FIND, NULL);
+	if (entry != NULL)
+	{
+		out->key_id = entry->key_id;
+		memcpy(out->key, entry->key, CUSTOS_HASH_LEN);
+		return;
+	}
+
+	tenant_secret(tenant, secret);
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, scope, strlen(scope) + 1);
+	appendBinaryStringInfo(&buf, value, strlen(value));
+	CryptoHmacSha256(secret, CUSTOS_HASH_LEN, buf.data, buf.len, ref);
+
+	if (plan_key_get == NULL)
+	{
+		Oid			tg[4] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID};
+		Oid			tp[6] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID, BYTEAOID, TEXTOID};
+
+		plan_key_get = prepare_kept(
+									"SELECT key_id, key FROM custos.data_key "
+									"WHERE tenant OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2 "
+									"AND scope_ref OPERATOR(pg_catalog.=) $3 AND period OPERATOR(pg_catalog.=) $4 "
+									"AND key IS NOT NULL",
+									4, tg);
+		plan_key_put = prepare_kept(
+									"INSERT INTO custos.data_key (tenant, scope, scope_ref, period, key, pseudonym) "
+									"VALUES ($1, $2, $3, $4, $5, $6) "
+									"ON CONFLICT (tenant, scope, scope_ref, period) WHERE key IS NOT NULL "
+									"DO NOTHING RETURNING key_id, key",
+									6, tp);
+	}
+
+	refb = palloc(VARHDRSZ + CUSTOS_HASH_LEN);
+	SET_VARSIZE(refb, VARHDRSZ + CUSTOS_HASH_LEN);
+	memcpy(VARDATA(refb), ref, CUSTOS_HASH_LEN);
+	arg[0] = CStringGetTextDatum(tenant);
+	arg[1] = CStringGetTextDatum(scope);
+	arg[2] = PointerGetDatum(refb);
+	arg[3] = Int32GetDatum(period);
+
+	if (SPI_execute_plan(plan_key_get, arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read data key");
+	if (!read_key_row(out))
+	{
+		keyb = palloc(VARHDRSZ + CUSTOS_HASH_LEN);
+		SET_VARSIZE(keyb, VARHDRSZ + CUSTOS_HASH_LEN);
+		CryptoRandom((uint8 *) VARDATA(keyb), CUSTOS_HASH_LEN);
+		arg[4] = PointerGetDatum(keyb);
+
+		/*
+		 * An actor's pseudonym stays the same across days (it depends on the
+		 * tenant secret and the actor only), so anonymised events of one
+		 * actor can still be told apart from another's.
+		 */
+		if (strcmp(scope, "actor") == 0)
+		{
+			uint8		ps[CUSTOS_HASH_LEN];
+			char	   *hex;
+
+			resetStringInfo(&buf);
+			appendBinaryStringInfo(&buf, "pseudonym", sizeof("pseudonym"));
+			appendBinaryStringInfo(&buf, value, strlen(value));
+			CryptoHmacSha256(secret, CUSTOS_HASH_LEN, buf.data, buf.len, ps);
+			hex = ChainHex(ps, 6);
+			arg[5] = CStringGetTextDatum(psprintf("anon-%s", hex));
+		}
+		else
+			nulls[5] = 'n';
+
+		if (SPI_execute_plan(plan_key_put, arg, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not store data key");
+		if (!read_key_row(out))
+		{
+			/* another session created it meanwhile and has committed */
+			if (SPI_execute_plan(plan_key_get, arg, NULL, false, 1) != SPI_OK_SELECT ||
+				!read_key_row(out))
+				elog(ERROR, "data key vanished during creation");
+		}
+	}
+
+	entry = hash_search(cache, tag, HASH_ENTER, &found);
+	entry->key_id = out->key_id;
+	memcpy(entry->key, out->key, CUSTOS_HASH_LEN);
+}
+
+/*
+ * The key that encrypts one event's personal fields: HMAC-SHA-256 keyed by
+ * the actor's key over "custos-dek-v1" and the subject's key, if any.
+ */
+void
+KeysDeriveDek(const uint8 *actor_key, const uint8 *subject_key, uint8 *dek)
+{
+	uint8		msg[sizeof("custos-dek-v1") - 1 + CUSTOS_HASH_LEN];
+	size_t		len = sizeof("custos-dek-v1") - 1;
+
+	memcpy(msg, "custos-dek-v1", len);
+	if (subject_key != NULL)
+	{
+		memcpy(msg + len, subject_key, CUSTOS_HASH_LEN);
+		len += CUSTOS_HASH_LEN;
+	}
+	CryptoHmacSha256(actor_key, CUSTOS_HASH_LEN, msg, len, dek);
+}
+
+/*
+ * Reading personal fields.  The view custos.events calls this once per
+ * personal column, so the last decrypted event is kept and reused: one
+ * decryption per row however many columns are read.  The cache is keyed by
+ * the event's random 96-bit nonce and the presence of both keys.
+ */
+static MemoryContext OpenCacheContext = NULL;
+static uint8 open_nonce[CUSTOS_NONCE_LEN];
+static bool open_valid = false;
+static Jsonb *open_doc = NULL;
+
+static Jsonb *
+open_personal(FunctionCallInfo fcinfo)
+{
+	bytea	   *sealed;
+	bytea	   *akey;
+	bytea	   *skey = NULL;
+	text	   *tenant;
+	bool		has_subject;
+	uint8		dek[CUSTOS_HASH_LEN];
+	char	   *plain;
+	size_t		plainlen;
+	MemoryContext old;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		return NULL;
+	has_subject = PG_GETARG_BOOL(4);
+	if (has_subject && PG_ARGISNULL(2))
+		return NULL;
+
+	sealed = PG_GETARG_BYTEA_PP(0);
+	if (VARSIZE_ANY_EXHDR(sealed) < CUSTOS_NONCE_LEN + CUSTOS_TAG_LEN)
+		return NULL;
+	if (open_valid && memcmp(open_nonce, VARDATA_ANY(sealed), CUSTOS_NONCE_LEN) == 0)
+		return open_doc;
+
+	akey = PG_GETARG_BYTEA_PP(1);
+	if (has_subject)
+		skey = PG_GETARG_BYTEA_PP(2);
+	tenant = PG_GETARG_TEXT_PP(3);
+	if (VARSIZE_ANY_EXHDR(akey) != CUSTOS_HASH_LEN ||
+		(skey != NULL && VARSIZE_ANY_EXHDR(skey) != CUSTOS_HASH_LEN))
+		return NULL;
+
+	KeysDeriveDek((uint8 *) VARDATA_ANY(akey),
+				  skey ? (uint8 *) VARDATA_ANY(skey) : NULL, dek);
+	plain = CryptoOpen(dek, VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant),
+					   sealed, &plainlen);
+	if (plain == NULL)
+		return NULL;
+
+	if (OpenCacheContext == NULL)
+		OpenCacheContext = AllocSetContextCreate(TopMemoryContext,
+												 "custos personal fields",
+												 ALLOCSET_SMALL_SIZES);
+	open_valid = false;
+	MemoryContextReset(OpenCacheContext);
+	old = MemoryContextSwitchTo(OpenCacheContext);
+	open_doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(plain)));
+	MemoryContextSwitchTo(old);
+	memcpy(open_nonce, VARDATA_ANY(sealed), CUSTOS_NONCE_LEN);
+	open_valid = true;
+	return open_doc;
+}
+
+static JsonbValue *
+personal_value(FunctionCallInfo fcinfo)
+{
+	Jsonb	   *doc = open_personal(fcinfo);
+	text	   *field;
+	JsonbValue	k;
+
+	if (doc == NULL || PG_ARGISNULL(5))
+		return NULL;
+	field = PG_GETARG_TEXT_PP(5);
+	k.type = jbvString;
+	k.val.string.val = VARDATA_ANY(field);
+	k.val.string.len = VARSIZE_ANY_EXHDR(field);
+	return findJsonbValueFromContainer(&doc->root, JB_FOBJECT, &k);
+}
+
+/* custos.personal_text(): a personal field as text (strings unquoted). */
+Datum
+custos_personal_text(PG_FUNCTION_ARGS)
+{
+	JsonbValue *v = personal_value(fcinfo);
+
+	if (v == NULL || v->type == jbvNull)
+		PG_RETURN_NULL();
+	if (v->type == jbvString)
+		PG_RETURN_TEXT_P(cstring_to_text_with_len(v->val.string.val, v->val.string.len));
+	PG_RETURN_TEXT_P(cstring_to_text(JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0)));
+}
+
+/* custos.personal_json(): a personal field as jsonb. */
+Datum
+custos_personal_json(PG_FUNCTION_ARGS)
+{
+	JsonbValue *v = personal_value(fcinfo);
+
+	if (v == NULL || v->type == jbvNull)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(v));
+}
