@@ -154,18 +154,22 @@ COMMENT ON COLUMN custos.data_key.period IS 'Day of recording, as days since 197
 COMMENT ON COLUMN custos.data_key.key IS 'Key material; NULL once shredded.';
 COMMENT ON COLUMN custos.data_key.pseudonym IS 'Stable keyed pseudonym of an actor within the tenant, shown once the key is gone.';
 
--- Serves key lookup on append (keys.c); one live key per scope and day.
-CREATE UNIQUE INDEX data_key_live ON custos.data_key (tenant, scope, scope_ref, period) WHERE key IS NOT NULL;
-COMMENT ON INDEX custos.data_key_live IS 'Key lookup on append: the live key of a tenant, scope reference and day.';
+-- Serves key lookup on append (keys.c).  Not unique on purpose: two sessions
+-- meeting a new actor at once each create a key rather than one waiting for
+-- the other's commit; erasure destroys every key of a scope reference.
+CREATE INDEX data_key_live ON custos.data_key (tenant, scope, scope_ref, period) WHERE key IS NOT NULL;
+COMMENT ON INDEX custos.data_key_live IS 'Key lookup on append and erasure: the live keys of a tenant, scope reference and day.';
 
-CREATE TABLE custos.tenant_secret (
-	tenant			text		NOT NULL,
-	secret			bytea		NOT NULL,
+CREATE TABLE custos.installation (
+	singleton		boolean		NOT NULL DEFAULT true,
+	secret			bytea		NOT NULL DEFAULT gen_random_bytes(32),
 	created_at		timestamptz	NOT NULL DEFAULT clock_timestamp(),
-	CONSTRAINT tenant_secret_pkey PRIMARY KEY (tenant)
+	CONSTRAINT installation_pkey PRIMARY KEY (singleton),
+	CONSTRAINT installation_singleton CHECK (singleton)
 );
-COMMENT ON TABLE custos.tenant_secret IS
-	'Per-tenant HMAC key for scope references and pseudonyms, so that they cannot be reversed by hashing guesses without it.';
+COMMENT ON TABLE custos.installation IS
+	'The installation secret.  Each tenant''s HMAC key (scope references, pseudonyms) is HMAC-SHA-256(secret, "tenant" || 0 || tenant): derived, so no append ever waits for another to create it.';
+INSERT INTO custos.installation DEFAULT VALUES;
 
 -- pg_dump keeps the log: these are data, not configuration, but without this
 -- mark pg_dump would skip extension members' contents.
@@ -174,7 +178,7 @@ SELECT pg_catalog.pg_extension_config_dump('custos.block', '');
 SELECT pg_catalog.pg_extension_config_dump('custos.checkpoint', '');
 SELECT pg_catalog.pg_extension_config_dump('custos.sealer_state', '');
 SELECT pg_catalog.pg_extension_config_dump('custos.data_key', '');
-SELECT pg_catalog.pg_extension_config_dump('custos.tenant_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('custos.installation', '');
 SELECT pg_catalog.pg_extension_config_dump('custos.event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('custos.data_key_id_seq', '');
 
@@ -191,7 +195,7 @@ DO $guards$
 DECLARE
 	t text;
 BEGIN
-	FOREACH t IN ARRAY ARRAY['event_log', 'block', 'checkpoint', 'sealer_state', 'data_key', 'tenant_secret']
+	FOREACH t IN ARRAY ARRAY['event_log', 'block', 'checkpoint', 'sealer_state', 'data_key', 'installation']
 	LOOP
 		EXECUTE format('CREATE TRIGGER guard_write BEFORE INSERT OR UPDATE OR DELETE ON custos.%I '
 					   'FOR EACH STATEMENT EXECUTE FUNCTION custos.guard_storage()', t);

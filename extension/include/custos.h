@@ -15,6 +15,7 @@
 #include "storage/latch.h"
 
 /* GUC variables (custos.c) */
+extern bool custos_sealer_enabled;
 extern int	custos_seal_interval_ms;
 extern char *custos_database;
 extern int	custos_max_event_bytes;

@@ -29,6 +29,7 @@
 
 PG_MODULE_MAGIC;
 
+bool		custos_sealer_enabled = true;
 int			custos_seal_interval_ms = 200;
 char	   *custos_database = NULL;
 int			custos_max_event_bytes = 65536;
@@ -73,6 +74,14 @@ custos_shmem_startup(void)
 static void
 define_gucs(void)
 {
+	DefineCustomBoolVariable("custos.sealer",
+							 gettext_noop("Whether the background sealer seals events."),
+							 gettext_noop("When off, events are sealed only by custos.seal()."),
+							 &custos_sealer_enabled,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("custos.seal_interval",
 							gettext_noop("Time between two rounds of the background sealer."),
 							gettext_noop("An event is sealed within about this interval plus the time its "

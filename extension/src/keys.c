@@ -53,8 +53,9 @@ static HTAB *key_cache = NULL;
 static uint64 key_cache_generation = 0;
 static bool callbacks_registered = false;
 
-static SPIPlanPtr plan_secret_get = NULL;
-static SPIPlanPtr plan_secret_put = NULL;
+static uint8 installation_secret[CUSTOS_HASH_LEN];
+static bool have_installation_secret = false;
+static Oid	cached_schema = InvalidOid;
 static SPIPlanPtr plan_key_get = NULL;
 static SPIPlanPtr plan_key_put = NULL;
 
@@ -64,6 +65,7 @@ KeysInvalidateAll(void)
 	if (KeyCacheContext != NULL)
 		MemoryContextReset(KeyCacheContext);
 	key_cache = NULL;
+	have_installation_secret = false;
 }
 
 static void
@@ -96,6 +98,13 @@ get_cache(void)
 												"custos key cache",
 												ALLOCSET_SMALL_SIZES);
 		callbacks_registered = true;
+	}
+
+	/* a dropped and recreated extension has other keys and another secret */
+	if (CustosSchemaOid(false) != cached_schema)
+	{
+		KeysInvalidateAll();
+		cached_schema = CustosSchemaOid(false);
 	}
 
 	if (custos_shared != NULL)
@@ -149,55 +158,32 @@ spi_first_bytea(int col)
 }
 
 /*
- * The tenant's HMAC secret, created on first use.  Two sessions creating it
- * at once meet on the primary key; the loser reads the winner's row.
+ * The tenant's HMAC key: HMAC-SHA-256(installation secret, "tenant" || 0 ||
+ * tenant).  Derived rather than stored per tenant, so that the first events
+ * of a new tenant in concurrent sessions never wait for each other.
  */
 static void
 tenant_secret(const char *tenant, uint8 *secret)
 {
-	Datum		arg[2];
-	bytea	   *b;
+	StringInfoData buf;
 
-	if (plan_secret_get == NULL)
+	if (!have_installation_secret)
 	{
-		Oid			t1[1] = {TEXTOID};
-		Oid			t2[2] = {TEXTOID, BYTEAOID};
+		bytea	   *b;
 
-		plan_secret_get = prepare_kept(
-									   "SELECT secret FROM custos.tenant_secret WHERE tenant OPERATOR(pg_catalog.=) $1",
-									   1, t1);
-		plan_secret_put = prepare_kept(
-									   "INSERT INTO custos.tenant_secret (tenant, secret) VALUES ($1, $2) "
-									   "ON CONFLICT (tenant) DO NOTHING RETURNING secret",
-									   2, t2);
-	}
-
-	arg[0] = CStringGetTextDatum(tenant);
-	if (SPI_execute_plan(plan_secret_get, arg, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read tenant secret");
-	b = spi_first_bytea(1);
-	if (b == NULL)
-	{
-		uint8		fresh[CUSTOS_HASH_LEN];
-		bytea	   *fb = palloc(VARHDRSZ + CUSTOS_HASH_LEN);
-
-		CryptoRandom(fresh, CUSTOS_HASH_LEN);
-		SET_VARSIZE(fb, VARHDRSZ + CUSTOS_HASH_LEN);
-		memcpy(VARDATA(fb), fresh, CUSTOS_HASH_LEN);
-		arg[1] = PointerGetDatum(fb);
-		if (SPI_execute_plan(plan_secret_put, arg, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "could not store tenant secret");
+		if (SPI_execute("SELECT secret FROM custos.installation", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read installation secret");
 		b = spi_first_bytea(1);
-		if (b == NULL)
-		{
-			if (SPI_execute_plan(plan_secret_get, arg, NULL, false, 1) != SPI_OK_SELECT)
-				elog(ERROR, "could not read tenant secret");
-			b = spi_first_bytea(1);
-		}
+		if (b == NULL || VARSIZE_ANY_EXHDR(b) != CUSTOS_HASH_LEN)
+			elog(ERROR, "custos installation secret is missing or malformed");
+		memcpy(installation_secret, VARDATA_ANY(b), CUSTOS_HASH_LEN);
+		have_installation_secret = true;
 	}
-	if (b == NULL || VARSIZE_ANY_EXHDR(b) != CUSTOS_HASH_LEN)
-		elog(ERROR, "tenant secret of \"%s\" is missing or malformed", tenant);
-	memcpy(secret, VARDATA_ANY(b), CUSTOS_HASH_LEN);
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, "tenant", sizeof("tenant"));
+	appendBinaryStringInfo(&buf, tenant, strlen(tenant));
+	CryptoHmacSha256(installation_secret, CUSTOS_HASH_LEN, buf.data, buf.len, secret);
+	pfree(buf.data);
 }
 
 /* Day number since 1970-01-01 UTC: the period a data key covers. */
@@ -283,13 +269,11 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 									"SELECT key_id, key FROM custos.data_key "
 									"WHERE tenant OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2 "
 									"AND scope_ref OPERATOR(pg_catalog.=) $3 AND period OPERATOR(pg_catalog.=) $4 "
-									"AND key IS NOT NULL",
+									"AND key IS NOT NULL ORDER BY key_id LIMIT 1",
 									4, tg);
 		plan_key_put = prepare_kept(
 									"INSERT INTO custos.data_key (tenant, scope, scope_ref, period, key, pseudonym) "
-									"VALUES ($1, $2, $3, $4, $5, $6) "
-									"ON CONFLICT (tenant, scope, scope_ref, period) WHERE key IS NOT NULL "
-									"DO NOTHING RETURNING key_id, key",
+									"VALUES ($1, $2, $3, $4, $5, $6) RETURNING key_id, key",
 									6, tp);
 	}
 
@@ -330,15 +314,14 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 		else
 			nulls[5] = 'n';
 
-		if (SPI_execute_plan(plan_key_put, arg, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+		/*
+		 * No unique constraint: a session that meets a new actor at the same
+		 * time as another creates a second key instead of waiting for the
+		 * other's commit.  Both stay valid; erasure destroys all of them.
+		 */
+		if (SPI_execute_plan(plan_key_put, arg, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+			!read_key_row(out))
 			elog(ERROR, "could not store data key");
-		if (!read_key_row(out))
-		{
-			/* another session created it meanwhile and has committed */
-			if (SPI_execute_plan(plan_key_get, arg, NULL, false, 1) != SPI_OK_SELECT ||
-				!read_key_row(out))
-				elog(ERROR, "data key vanished during creation");
-		}
 	}
 
 	entry = hash_search(cache, tag, HASH_ENTER, &found);

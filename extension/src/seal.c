@@ -556,7 +556,7 @@ custos_sealer_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		more = sealer_step(loopcxt);
+		more = custos_sealer_enabled ? sealer_step(loopcxt) : false;
 		MemoryContextReset(loopcxt);
 
 		if (!more)
