@@ -345,3 +345,16 @@ REVOKE ALL ON ALL TABLES IN SCHEMA custos FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA custos FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA custos FROM PUBLIC;
 GRANT USAGE ON SCHEMA custos TO PUBLIC;
+
+-- Say at install time which features are off without preloading.  A
+-- WARNING, because extension scripts run with client_min_messages >= warning.
+DO $mode$
+BEGIN
+	IF NOT (SELECT s.preloaded FROM custos.status() s) THEN
+		RAISE WARNING USING
+			MESSAGE = 'custos is not in shared_preload_libraries: the background sealer and the DDL guard are off',
+			DETAIL = 'Events are sealed only when custos.seal() is called, data keys are cached per transaction only, and ALTER/DROP TRIGGER on custos storage is refused only in sessions that have loaded custos.',
+			HINT = 'Add custos to shared_preload_libraries and restart to enable them.';
+	END IF;
+END
+$mode$;

@@ -91,14 +91,6 @@ define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("custos.database",
-							   gettext_noop("Database in which the background sealer runs."),
-							   gettext_noop("The custos extension must be created in this database."),
-							   &custos_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
-
 	DefineCustomIntVariable("custos.max_event_bytes",
 							gettext_noop("Largest audit event payload accepted by custos.log()."),
 							NULL,
@@ -130,6 +122,16 @@ define_gucs(void)
 							100000, 100, 10000000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	/* PGC_POSTMASTER settings can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("custos.database",
+								   gettext_noop("Database in which the background sealer runs."),
+								   gettext_noop("The custos extension must be created in this database."),
+								   &custos_database,
+								   "postgres",
+								   PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("custos");
 }

@@ -8,14 +8,15 @@
  * (custos.sealer_state): every event with id < W is sealed, none above.  A
  * round:
  *
- *	1. locks the sealer_state row (one sealer at a time);
- *	2. reads N = last id handed out + 1.  Every id below N has been drawn;
- *	3. waits for every transaction that holds RowExclusiveLock on
+ *	1. reads N = last id handed out + 1.  Every id below N has been drawn;
+ *	2. waits for every transaction that holds RowExclusiveLock on
  *	   custos.event_log right now, as CREATE INDEX CONCURRENTLY does
  *	   (WaitForLockers).  Appends lock the table before drawing an id
  *	   (append.c), so every transaction holding an id below N is among them;
  *	   once they are gone, the set of events with ids in [W, N) is final,
  *	   whatever order they committed in;
+ *	3. locks the sealer_state row (one sealer at a time) and reads W; a
+ *	   sealer that ran meanwhile may already have passed N;
  *	4. reads those events with a fresh snapshot, grouped by tenant in id
  *	   order, hashes each into a leaf, and appends blocks of at most
  *	   custos.block_max_events leaves to each tenant's chain, assigning the
@@ -224,8 +225,8 @@ seal_round(bool *more)
 	bool		isnull;
 	Datum		lastval;
 	LOCKTAG		tag;
-	Datum		arg[2];
-	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		arg[3];
+	Oid			types[3] = {INT8OID, INT8OID, INT4OID};
 	Portal		portal;
 	PendingBlock pb = {0};
 	ChainTip	tip;
@@ -236,12 +237,6 @@ seal_round(bool *more)
 	MemoryContext old;
 
 	*more = false;
-
-	spi_check(SPI_execute("SELECT watermark FROM custos.sealer_state FOR UPDATE", false, 1),
-			  SPI_OK_SELECT, "locking sealer state");
-	if (SPI_processed != 1)
-		elog(ERROR, "custos.sealer_state must hold exactly one row");
-	watermark = spi_int8(0, 1, &isnull);
 
 	/* pg_sequence_last_value() is NULL until the first id is drawn */
 	{
@@ -255,19 +250,37 @@ seal_round(bool *more)
 			return 0;
 	}
 	upto = DatumGetInt64(lastval) + 1;
-	if (upto <= watermark)
+
+	/* nothing new since the last round: skip the wait */
+	spi_check(SPI_execute("SELECT watermark FROM custos.sealer_state", false, 1),
+			  SPI_OK_SELECT, "reading sealer state");
+	if (SPI_processed == 1 && upto <= spi_int8(0, 1, &isnull))
 		return 0;
 
+	/*
+	 * Wait for in-flight writers before taking the sealer_state row lock, so
+	 * that a transaction which appended and then calls custos.seal() (and so
+	 * waits for that row lock) is never waited for by a sealer holding it.
+	 */
 	SET_LOCKTAG_RELATION(tag, MyDatabaseId, event_log);
 	WaitForLockers(tag, ShareLock, false);
+
+	spi_check(SPI_execute("SELECT watermark FROM custos.sealer_state FOR UPDATE", false, 1),
+			  SPI_OK_SELECT, "locking sealer state");
+	if (SPI_processed != 1)
+		elog(ERROR, "custos.sealer_state must hold exactly one row");
+	watermark = spi_int8(0, 1, &isnull);
+	if (upto <= watermark)
+		return 0;			/* another sealer got there first */
 
 	/* cap the round: find the first id beyond custos.seal_batch_events */
 	arg[0] = Int64GetDatum(watermark);
 	arg[1] = Int64GetDatum(upto);
-	spi_check(SPI_execute_with_args(psprintf("SELECT id FROM custos.event_log "
-											 "WHERE id OPERATOR(pg_catalog.>=) $1 AND id OPERATOR(pg_catalog.<) $2 "
-											 "ORDER BY id OFFSET %d LIMIT 1", custos_seal_batch_events),
-									2, types, arg, NULL, false, 1),
+	arg[2] = Int32GetDatum(custos_seal_batch_events);
+	spi_check(SPI_execute_with_args("SELECT id FROM custos.event_log "
+									"WHERE id OPERATOR(pg_catalog.>=) $1 AND id OPERATOR(pg_catalog.<) $2 "
+									"ORDER BY id OFFSET $3 LIMIT 1",
+									3, types, arg, NULL, false, 1),
 			  SPI_OK_SELECT, "capping seal round");
 	if (SPI_processed == 1)
 	{
