@@ -210,12 +210,12 @@ $guards$;
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION custos.log(event jsonb) RETURNS bigint
-	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'custos_log';
+	LANGUAGE c CALLED ON NULL INPUT VOLATILE AS 'MODULE_PATHNAME', 'custos_log';
 COMMENT ON FUNCTION custos.log(jsonb) IS
 	'Appends one audit event and returns its id.  Fields and limits: docs/sql-api.md.';
 
 CREATE FUNCTION custos.log_batch(events jsonb) RETURNS SETOF bigint
-	LANGUAGE c STRICT VOLATILE ROWS 100 AS 'MODULE_PATHNAME', 'custos_log_batch';
+	LANGUAGE c CALLED ON NULL INPUT VOLATILE ROWS 100 AS 'MODULE_PATHNAME', 'custos_log_batch';
 COMMENT ON FUNCTION custos.log_batch(jsonb) IS
 	'Appends a JSON array of audit events atomically; returns their ids in array order.';
 

@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
@@ -228,6 +230,44 @@ parse_text(int f, JsonbValue *v)
 }
 
 /*
+ * timestamptz_in accepts far more than RFC 3339 ("now", "yesterday", times
+ * without a zone read in the session's TimeZone).  An audit time must not
+ * depend on the session, so require the RFC 3339 shape: a full date, a
+ * time, and "Z" or a numeric offset.  The value itself is then parsed by
+ * PostgreSQL.  Hand-written because no library here checks just the shape.
+ */
+static void
+check_rfc3339(const char *s)
+{
+	size_t		len = strlen(s);
+	bool		ok = len >= 20 &&
+		isdigit((unsigned char) s[0]) && isdigit((unsigned char) s[1]) &&
+		isdigit((unsigned char) s[2]) && isdigit((unsigned char) s[3]) &&
+		s[4] == '-' && isdigit((unsigned char) s[5]) && isdigit((unsigned char) s[6]) &&
+		s[7] == '-' && isdigit((unsigned char) s[8]) && isdigit((unsigned char) s[9]) &&
+		(s[10] == 'T' || s[10] == 't' || s[10] == ' ') &&
+		isdigit((unsigned char) s[11]) && isdigit((unsigned char) s[12]) && s[13] == ':';
+
+	if (ok)
+	{
+		const char *end = s + len;
+
+		if (end[-1] == 'Z' || end[-1] == 'z')
+			ok = true;
+		else
+			ok = len >= 25 && (end[-6] == '+' || end[-6] == '-') &&
+				isdigit((unsigned char) end[-5]) && isdigit((unsigned char) end[-4]) &&
+				end[-3] == ':' &&
+				isdigit((unsigned char) end[-2]) && isdigit((unsigned char) end[-1]);
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+				 errmsg("audit event field \"occurred_at\" is not an RFC 3339 time: \"%s\"", s),
+				 errhint("Use a form like \"2024-05-01T12:30:00Z\" or \"2024-05-01T14:30:00+02:00\", or epoch seconds.")));
+}
+
+/*
  * Parse and validate one payload into *in.  Everything that can be wrong
  * with a payload is reported here, before any write.
  */
@@ -305,6 +345,8 @@ parse_event(JsonbContainer *root, EventInput *in, ParseContext *pc)
 				if (v.type == jbvString)
 				{
 					char	   *s = parse_text(f, &v);
+
+					check_rfc3339(s);
 
 					in->occurred_at = DatumGetTimestampTz(
 														  DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
@@ -540,17 +582,29 @@ append_event(AppendContext *ac, EventInput *in)
 	return id;
 }
 
+static void
+refuse_null(FunctionCallInfo fcinfo, const char *what)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", what)));
+}
+
 /* custos.log(event jsonb) returns bigint */
 Datum
 custos_log(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *event = PG_GETARG_JSONB_P(0);
+	Jsonb	   *event;
 	EventInput	in;
 	AppendContext ac;
 	ParseContext pc = {-1, NULL};
 	ErrorContextCallback errcb;
 	GuardState gs;
 	int64		id = 0;
+
+	refuse_null(fcinfo, "audit event");
+	event = PG_GETARG_JSONB_P(0);
 
 	check_size(event, "audit event");
 	errcb.callback = parse_error_callback;
@@ -583,7 +637,7 @@ Datum
 custos_log_batch(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Jsonb	   *events = PG_GETARG_JSONB_P(0);
+	Jsonb	   *events;
 	int			n;
 	int			i;
 	EventInput *in;
@@ -592,6 +646,8 @@ custos_log_batch(PG_FUNCTION_ARGS)
 	ErrorContextCallback errcb;
 	GuardState gs;
 
+	refuse_null(fcinfo, "batch of audit events");
+	events = PG_GETARG_JSONB_P(0);
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC | MAT_SRF_BLESS);
 
 	if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))

@@ -162,8 +162,10 @@ refuse(const char *what, RangeVar *rv)
 }
 
 /*
- * Refuse DDL that would disable, drop or replace the guard triggers (for
- * every role: otherwise a superuser could UPDATE the log through plain SQL),
+ * Refuse DDL that would disable, drop or replace the guard triggers, divert
+ * writes (rules), move tables out of the schema or change the id sequence
+ * (for every role: otherwise a superuser could rewrite the log through plain
+ * SQL),
  * and any other DDL on storage by non-superusers.  Extension scripts
  * (creating_extension) are exempt so that upgrades can alter storage.
  */
@@ -202,6 +204,8 @@ custos_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					ListCell   *lc;
 
 					if (stmt->removeType != OBJECT_TRIGGER &&
+						stmt->removeType != OBJECT_RULE &&
+						stmt->removeType != OBJECT_POLICY &&
 						stmt->removeType != OBJECT_TABLE &&
 						stmt->removeType != OBJECT_VIEW &&
 						stmt->removeType != OBJECT_INDEX &&
@@ -212,8 +216,10 @@ custos_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 						List	   *names = (List *) lfirst(lc);
 						RangeVar   *rv;
 
-						/* a trigger's name list ends with the trigger name */
-						if (stmt->removeType == OBJECT_TRIGGER)
+						/* a trigger's, rule's or policy's name list ends with its own name */
+						if (stmt->removeType == OBJECT_TRIGGER ||
+							stmt->removeType == OBJECT_RULE ||
+							stmt->removeType == OBJECT_POLICY)
 							names = list_truncate(list_copy(names), list_length(names) - 1);
 						rv = makeRangeVarFromNameList(names);
 						if (is_custos_relation(rv))
@@ -227,6 +233,33 @@ custos_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 					if (is_custos_relation(stmt->relation))
 						refuse("RENAME", stmt->relation);
+					break;
+				}
+			case T_AlterObjectSchemaStmt:
+				{
+					/* moving a table out of the schema would escape this hook */
+					AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
+
+					if (is_custos_relation(stmt->relation))
+						refuse("ALTER ... SET SCHEMA", stmt->relation);
+					break;
+				}
+			case T_RuleStmt:
+				{
+					/* a DO INSTEAD rule would divert custos' own inserts */
+					RuleStmt   *stmt = (RuleStmt *) parsetree;
+
+					if (is_custos_relation(stmt->relation))
+						refuse("CREATE RULE", stmt->relation);
+					break;
+				}
+			case T_AlterSeqStmt:
+				{
+					/* the sealer depends on the id sequence's CACHE 1 */
+					AlterSeqStmt *stmt = (AlterSeqStmt *) parsetree;
+
+					if (is_custos_relation(stmt->sequence))
+						refuse("ALTER SEQUENCE", stmt->sequence);
 					break;
 				}
 			default:

@@ -352,25 +352,33 @@ KeysDeriveDek(const uint8 *actor_key, const uint8 *subject_key, uint8 *dek)
  * Reading personal fields.  The view custos.events calls this once per
  * personal column, so the last decrypted event is kept and reused: one
  * decryption per row however many columns are read.  The cache is keyed by
- * the event's random 96-bit nonce and the presence of both keys.
+ * every input that determines the plaintext (the sealed bytes, both keys and
+ * the tenant), compared byte for byte, so the result never depends on what
+ * the session decrypted before.
  */
 static MemoryContext OpenCacheContext = NULL;
-static uint8 open_nonce[CUSTOS_NONCE_LEN];
-static bool open_valid = false;
-static Jsonb *open_doc = NULL;
+static bytea *open_inputs[4];	/* sealed, actor key, subject key, tenant */
+static Jsonb *open_doc = NULL;	/* NULL: nothing cached */
+
+static bool
+same_varlena(const bytea *cached, const bytea *arg)
+{
+	if (cached == NULL || arg == NULL)
+		return cached == arg;
+	return VARSIZE_ANY_EXHDR(cached) == VARSIZE_ANY_EXHDR(arg) &&
+		memcmp(VARDATA_ANY(cached), VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg)) == 0;
+}
 
 static Jsonb *
 open_personal(FunctionCallInfo fcinfo)
 {
-	bytea	   *sealed;
-	bytea	   *akey;
-	bytea	   *skey = NULL;
-	text	   *tenant;
+	bytea	   *in[4];
 	bool		has_subject;
 	uint8		dek[CUSTOS_HASH_LEN];
 	char	   *plain;
 	size_t		plainlen;
 	MemoryContext old;
+	int			i;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		return NULL;
@@ -378,24 +386,28 @@ open_personal(FunctionCallInfo fcinfo)
 	if (has_subject && PG_ARGISNULL(2))
 		return NULL;
 
-	sealed = PG_GETARG_BYTEA_PP(0);
-	if (VARSIZE_ANY_EXHDR(sealed) < CUSTOS_NONCE_LEN + CUSTOS_TAG_LEN)
-		return NULL;
-	if (open_valid && memcmp(open_nonce, VARDATA_ANY(sealed), CUSTOS_NONCE_LEN) == 0)
-		return open_doc;
-
-	akey = PG_GETARG_BYTEA_PP(1);
-	if (has_subject)
-		skey = PG_GETARG_BYTEA_PP(2);
-	tenant = PG_GETARG_TEXT_PP(3);
-	if (VARSIZE_ANY_EXHDR(akey) != CUSTOS_HASH_LEN ||
-		(skey != NULL && VARSIZE_ANY_EXHDR(skey) != CUSTOS_HASH_LEN))
+	in[0] = PG_GETARG_BYTEA_PP(0);
+	in[1] = PG_GETARG_BYTEA_PP(1);
+	in[2] = has_subject ? PG_GETARG_BYTEA_PP(2) : NULL;
+	in[3] = (bytea *) PG_GETARG_TEXT_PP(3);
+	if (VARSIZE_ANY_EXHDR(in[1]) != CUSTOS_HASH_LEN ||
+		(in[2] != NULL && VARSIZE_ANY_EXHDR(in[2]) != CUSTOS_HASH_LEN))
 		return NULL;
 
-	KeysDeriveDek((uint8 *) VARDATA_ANY(akey),
-				  skey ? (uint8 *) VARDATA_ANY(skey) : NULL, dek);
-	plain = CryptoOpen(dek, VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant),
-					   sealed, &plainlen);
+	if (open_doc != NULL)
+	{
+		for (i = 0; i < 4; i++)
+			if (!same_varlena(open_inputs[i], in[i]))
+				break;
+		if (i == 4)
+			return open_doc;
+	}
+
+	KeysDeriveDek((uint8 *) VARDATA_ANY(in[1]),
+				  in[2] ? (uint8 *) VARDATA_ANY(in[2]) : NULL, dek);
+	plain = CryptoOpen(dek, VARDATA_ANY(in[3]), VARSIZE_ANY_EXHDR(in[3]),
+					   in[0], &plainlen);
+	explicit_bzero(dek, sizeof(dek));
 	if (plain == NULL)
 		return NULL;
 
@@ -403,13 +415,14 @@ open_personal(FunctionCallInfo fcinfo)
 		OpenCacheContext = AllocSetContextCreate(TopMemoryContext,
 												 "custos personal fields",
 												 ALLOCSET_SMALL_SIZES);
-	open_valid = false;
+	open_doc = NULL;
 	MemoryContextReset(OpenCacheContext);
 	old = MemoryContextSwitchTo(OpenCacheContext);
+	for (i = 0; i < 4; i++)
+		open_inputs[i] = in[i] ? (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(in[i])) : NULL;
 	open_doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(plain)));
 	MemoryContextSwitchTo(old);
-	memcpy(open_nonce, VARDATA_ANY(sealed), CUSTOS_NONCE_LEN);
-	open_valid = true;
+	explicit_bzero(plain, plainlen);
 	return open_doc;
 }
 

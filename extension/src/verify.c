@@ -68,6 +68,7 @@ typedef struct VerifyResult
 	int64		size;
 	const char *failure;
 	int64		failed_seq;
+	bool		has_event_id;
 	int64		failed_event_id;
 	int64		failed_block;
 	char	   *detail;
@@ -110,16 +111,22 @@ stream_advance(EventStream *s)
 	s->pos++;
 }
 
+/*
+ * Record a failure.  Of several, the one at the lowest position wins, so that
+ * a classification made after reading further (see MismatchSet) still
+ * reports the first bad position.  event_id is NULL when no event applies.
+ */
 static void
-fail(VerifyResult *r, const char *kind, int64 seq, int64 event_id, int64 block,
-	 char *detail)
+fail(VerifyResult *r, const char *kind, int64 seq, const int64 *event_id,
+	 int64 block, char *detail)
 {
-	if (!r->ok)
+	if (!r->ok && seq >= r->failed_seq)
 		return;
 	r->ok = false;
 	r->failure = kind;
 	r->failed_seq = seq;
-	r->failed_event_id = event_id;
+	r->has_event_id = (event_id != NULL);
+	r->failed_event_id = event_id ? *event_id : 0;
 	r->failed_block = block;
 	r->detail = detail;
 }
@@ -152,54 +159,109 @@ hash_eq(bytea *b, const uint8 *h)
 /* A sealed event whose leaf no longer matches, kept to classify it. */
 typedef struct Mismatch
 {
-	int64		index;			/* position within the block */
+	int64		seq;
+	int64		block_no;
+	int64		expected_id;
+	uint8		expected_leaf[CUSTOS_HASH_LEN];
 	Datum		values[CHAIN_EVENT_NCOLUMNS];
 	bool		nulls[CHAIN_EVENT_NCOLUMNS];
 } Mismatch;
 
 /*
- * Did the events of "mm" trade places?  Each mismatching event is re-hashed
- * with the id expected at every other mismatching position; a match means
- * sealed content now sits at another position.
+ * Mismatches of a tenant, gathered over the block where they start and the
+ * next one, so that events swapped across a block boundary are told apart
+ * from modified ones.
  */
-static bool
-is_reordering(CryptoHasher *h, Mismatch *mm, int nmm, const int64 *ids,
-			  const uint8 *leaves)
+typedef struct MismatchSet
 {
+	int			n;
+	int64		first_block;
+	Mismatch	items[MAX_MISMATCHES];
+	MemoryContext cxt;			/* holds the copied rows */
+} MismatchSet;
+
+/* Keep a copy of the current row as a mismatch at position seq. */
+static void
+add_mismatch(MismatchSet *ms, EventStream *s, int64 seq, int64 block_no,
+			 int64 expected_id, const uint8 *expected_leaf)
+{
+	Mismatch   *m;
+	MemoryContext old;
+	int			c;
+
+	if (ms->n == 0)
+		ms->first_block = block_no;
+	if (ms->n >= MAX_MISMATCHES)
+		return;
+	m = &ms->items[ms->n++];
+	m->seq = seq;
+	m->block_no = block_no;
+	m->expected_id = expected_id;
+	memcpy(m->expected_leaf, expected_leaf, CUSTOS_HASH_LEN);
+	old = MemoryContextSwitchTo(ms->cxt);
+	for (c = 0; c < CHAIN_EVENT_NCOLUMNS; c++)
+	{
+		m->nulls[c] = s->nulls[c];
+		if (s->nulls[c])
+			m->values[c] = (Datum) 0;
+		else if (TupleDescAttr(s->tt->tupdesc, c)->attbyval)
+			m->values[c] = s->values[c];
+		else
+			m->values[c] = PointerGetDatum(PG_DETOAST_DATUM_COPY(s->values[c]));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Report the gathered mismatches: "reordered" when some event's content
+ * hashes, under the id expected at another mismatching position, to the
+ * leaf sealed there (sealed content moved); otherwise "modified".
+ */
+static void
+report_mismatches(CryptoHasher *h, MismatchSet *ms, VerifyResult *r)
+{
+	Mismatch   *first = &ms->items[0];
+	bool		reordered = false;
 	int			a,
 				b;
 
-	for (a = 0; a < nmm; a++)
-		for (b = 0; b < nmm; b++)
+	for (a = 0; a < ms->n && !reordered; a++)
+		for (b = 0; b < ms->n && !reordered; b++)
 		{
 			uint8		leaf[CUSTOS_HASH_LEN];
-			Datum		saved = mm[a].values[0];
+			Datum		saved = ms->items[a].values[0];
 
 			if (a == b)
 				continue;
-			mm[a].values[0] = Int64GetDatum(ids[mm[b].index]);
-			ChainLeafHash(h, mm[a].values, mm[a].nulls, leaf);
-			mm[a].values[0] = saved;
-			if (memcmp(leaf, leaves + mm[b].index * CUSTOS_HASH_LEN, CUSTOS_HASH_LEN) == 0)
-				return true;
+			ms->items[a].values[0] = Int64GetDatum(ms->items[b].expected_id);
+			ChainLeafHash(h, ms->items[a].values, ms->items[a].nulls, leaf);
+			ms->items[a].values[0] = saved;
+			reordered = memcmp(leaf, ms->items[b].expected_leaf, CUSTOS_HASH_LEN) == 0;
 		}
-	return false;
+
+	fail(r, reordered ? "reordered" : "modified", first->seq, &first->expected_id,
+		 first->block_no,
+		 reordered ?
+		 psprintf("sealed events no longer sit at the positions they were sealed at, from position %lld",
+				  (long long) first->seq) :
+		 psprintf("event %lld no longer hashes to the leaf sealed at position %lld",
+				  (long long) first->expected_id, (long long) first->seq));
+	ms->n = 0;
+	MemoryContextReset(ms->cxt);
 }
 
 /*
  * Check the events of one block against its stored ids and leaves,
- * consuming them from the stream.
+ * consuming them from the stream.  Leaf mismatches go to "ms"; missing and
+ * inserted events fail at once.
  */
 static void
 check_block_events(CryptoHasher *h, EventStream *s, VerifyResult *r,
-				   int64 block_no, int64 first_seq, int64 count,
-				   int64 id_hi, const int64 *ids, const uint8 *leaves,
-				   MemoryContext mmcxt)
+				   MismatchSet *ms, int64 block_no, int64 first_seq,
+				   int64 count, int64 id_hi, const int64 *ids,
+				   const uint8 *leaves)
 {
 	int64		i = 0;
-	Mismatch   *mm = NULL;
-	int			nmm = 0;
-	int64		first_mm_index = -1;
 
 	while (i < count || (!s->done && s->id < id_hi))
 	{
@@ -209,28 +271,8 @@ check_block_events(CryptoHasher *h, EventStream *s, VerifyResult *r,
 
 			ChainLeafHash(h, s->values, s->nulls, leaf);
 			if (memcmp(leaf, leaves + i * CUSTOS_HASH_LEN, CUSTOS_HASH_LEN) != 0)
-			{
-				if (first_mm_index < 0)
-					first_mm_index = i;
-				if (nmm < MAX_MISMATCHES)
-				{
-					MemoryContext old = MemoryContextSwitchTo(mmcxt);
-					int			c;
-
-					if (mm == NULL)
-						mm = palloc(sizeof(Mismatch) * MAX_MISMATCHES);
-					mm[nmm].index = i;
-					for (c = 0; c < CHAIN_EVENT_NCOLUMNS; c++)
-					{
-						mm[nmm].nulls[c] = s->nulls[c];
-						mm[nmm].values[c] = s->nulls[c] ? (Datum) 0 :
-							(c == 0 || c == 2 || c == 3 || c == 15 || c == 16) ? s->values[c] :
-							PointerGetDatum(PG_DETOAST_DATUM_COPY(s->values[c]));
-					}
-					nmm++;
-					MemoryContextSwitchTo(old);
-				}
-			}
+				add_mismatch(ms, s, first_seq + i, block_no, ids[i],
+							 leaves + i * CUSTOS_HASH_LEN);
 			r->events_checked++;
 			i++;
 			stream_advance(s);
@@ -238,7 +280,7 @@ check_block_events(CryptoHasher *h, EventStream *s, VerifyResult *r,
 		else if (s->done || s->id >= id_hi || (i < count && ids[i] < s->id))
 		{
 			/* the block lists ids[i], the table no longer has it */
-			fail(r, "missing", first_seq + i, ids[i], block_no,
+			fail(r, "missing", first_seq + i, &ids[i], block_no,
 				 psprintf("sealed event %lld is gone from custos.event_log",
 						  (long long) ids[i]));
 			i++;
@@ -246,24 +288,11 @@ check_block_events(CryptoHasher *h, EventStream *s, VerifyResult *r,
 		else
 		{
 			/* a row in the window that the block does not list */
-			fail(r, "inserted", first_seq + i, s->id, block_no,
+			fail(r, "inserted", first_seq + i, &s->id, block_no,
 				 psprintf("event %lld lies in block %lld's id window but was never sealed into it",
 						  (long long) s->id, (long long) block_no));
 			stream_advance(s);
 		}
-	}
-
-	if (first_mm_index >= 0)
-	{
-		bool		reordered = is_reordering(h, mm, nmm, ids, leaves);
-
-		fail(r, reordered ? "reordered" : "modified",
-			 first_seq + first_mm_index, ids[first_mm_index], block_no,
-			 reordered ?
-			 psprintf("events of block %lld no longer sit at the positions they were sealed at",
-					  (long long) block_no) :
-			 psprintf("event %lld no longer hashes to the leaf sealed at position %lld",
-					  (long long) ids[first_mm_index], (long long) (first_seq + first_mm_index)));
 	}
 }
 
@@ -279,11 +308,15 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 	int64		expect_seq = 0;
 	uint8		prev[CUSTOS_HASH_LEN] = {0};
 	MemoryContext blockcxt;
+	MismatchSet ms;
 	bool		isnull;
 
 	memset(r, 0, sizeof(*r));
 	r->ok = true;
-	r->failed_seq = r->failed_event_id = r->failed_block = -1;
+	r->failed_seq = r->failed_block = -1;
+	ms.n = 0;
+	ms.cxt = AllocSetContextCreate(CurrentMemoryContext, "custos verify mismatches",
+								   ALLOCSET_DEFAULT_SIZES);
 
 	arg[0] = CStringGetTextDatum(tenant);
 	arg[1] = Int64GetDatum(watermark);
@@ -305,7 +338,7 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 		{
 			dg->matched = true;
 			if (memcmp(prev, dg->head, CUSTOS_HASH_LEN) != 0 || dg->size != expect_seq)
-				fail(r, "rewritten", expect_seq, -1, expect_block - 1,
+				fail(r, "rewritten", expect_seq, NULL, expect_block - 1,
 					 pstrdup("the checkpoint does not match the kept digest"));
 		}
 		else if (dg->given && dg->block_no < expect_block - 1)
@@ -387,30 +420,30 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 
 			/* the block itself */
 			if (hdr.block_no != expect_block)
-				fail(r, "missing", expect_seq, -1, expect_block,
+				fail(r, "missing", expect_seq, NULL, expect_block,
 					 psprintf("block %lld is missing from the chain", (long long) expect_block));
 			else if (hdr.first_seq != expect_seq)
-				fail(r, hdr.first_seq > expect_seq ? "missing" : "inserted", expect_seq, -1, hdr.block_no,
+				fail(r, hdr.first_seq > expect_seq ? "missing" : "inserted", expect_seq, NULL, hdr.block_no,
 					 psprintf("block %lld starts at position %lld, expected %lld",
 							  (long long) hdr.block_no, (long long) hdr.first_seq, (long long) expect_seq));
 			else if (memcmp(hdr.prev_hash, prev, CUSTOS_HASH_LEN) != 0)
-				fail(r, "modified", hdr.first_seq, -1, hdr.block_no,
+				fail(r, "modified", hdr.first_seq, NULL, hdr.block_no,
 					 psprintf("block %lld does not link to the hash of block %lld",
 							  (long long) hdr.block_no, (long long) hdr.block_no - 1));
 			else if (leaves_b == NULL || hdr.count < 1 || nids != hdr.count ||
 					 VARSIZE_ANY_EXHDR(leaves_b) != (Size) hdr.count * CUSTOS_HASH_LEN)
-				fail(r, "modified", hdr.first_seq, -1, hdr.block_no,
+				fail(r, "modified", hdr.first_seq, NULL, hdr.block_no,
 					 psprintf("block %lld is malformed", (long long) hdr.block_no));
 			else
 			{
 				ChainBlockHash(&h, &hdr, hash);
 				ChainMerkleRoot(&h, (uint8 *) VARDATA_ANY(leaves_b), hdr.count, root);
 				if (!hash_eq(stored_hash, hash))
-					fail(r, "modified", hdr.first_seq, -1, hdr.block_no,
+					fail(r, "modified", hdr.first_seq, NULL, hdr.block_no,
 						 psprintf("block %lld's header no longer hashes to its block hash",
 								  (long long) hdr.block_no));
 				else if (memcmp(root, hdr.merkle_root, CUSTOS_HASH_LEN) != 0)
-					fail(r, "modified", hdr.first_seq, -1, hdr.block_no,
+					fail(r, "modified", hdr.first_seq, NULL, hdr.block_no,
 						 psprintf("block %lld's leaves no longer give its Merkle root",
 								  (long long) hdr.block_no));
 			}
@@ -418,19 +451,22 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 			/* sealed events before this block's window belong to no block */
 			while (r->ok && !s.done && s.id < hdr.id_lo)
 			{
-				fail(r, "inserted", hdr.first_seq, s.id, hdr.block_no,
+				fail(r, "inserted", hdr.first_seq, &s.id, hdr.block_no,
 					 psprintf("event %lld lies outside every sealed block", (long long) s.id));
 				stream_advance(&s);
 			}
 			if (r->ok)
-				check_block_events(&h, &s, r, hdr.block_no, hdr.first_seq, hdr.count,
-								   hdr.id_hi, ids, (uint8 *) VARDATA_ANY(leaves_b), blockcxt);
+				check_block_events(&h, &s, r, &ms, hdr.block_no, hdr.first_seq, hdr.count,
+								   hdr.id_hi, ids, (uint8 *) VARDATA_ANY(leaves_b));
+			/* mismatches are classified once the block after theirs is read */
+			if (ms.n > 0 && (hdr.block_no > ms.first_block || !r->ok))
+				report_mismatches(&h, &ms, r);
 
 			if (dg->given && hdr.block_no == dg->block_no)
 			{
 				dg->matched = true;
 				if (!hash_eq(stored_hash, dg->head) || hdr.first_seq + hdr.count != dg->size)
-					fail(r, "rewritten", hdr.first_seq, -1, hdr.block_no,
+					fail(r, "rewritten", hdr.first_seq, NULL, hdr.block_no,
 						 psprintf("block %lld differs from the kept digest", (long long) hdr.block_no));
 			}
 
@@ -449,15 +485,18 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 			break;
 	}
 
+	if (ms.n > 0)
+		report_mismatches(&h, &ms, r);
+
 	/* sealed events after the last block */
 	if (r->ok && !s.done)
-		fail(r, "inserted", expect_seq, s.id, expect_block,
+		fail(r, "inserted", expect_seq, &s.id, expect_block,
 			 psprintf("event %lld lies outside every sealed block", (long long) s.id));
 
 	r->size = expect_seq;
 	/* a digest of an empty chain vouches for nothing */
 	if (r->ok && dg->given && !dg->matched && dg->block_no >= 0)
-		fail(r, "truncated", expect_seq, -1, expect_block,
+		fail(r, "truncated", expect_seq, NULL, expect_block,
 			 psprintf("the chain has %lld events; the kept digest vouches for %lld",
 					  (long long) expect_seq, (long long) dg->size));
 
@@ -467,6 +506,7 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 	SPI_cursor_close(blocks);
 	CryptoHasherFree(&h);
 	MemoryContextDelete(blockcxt);
+	MemoryContextDelete(ms.cxt);
 }
 
 static void
@@ -500,9 +540,16 @@ parse_digest(Jsonb *jb, Digest *dg, char **tenant)
 				if (v->type != jbvNumeric)
 					goto bad;
 				{
-					int64		n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-																	  NumericGetDatum(v->val.numeric)));
+					/* only plain integers: 1.5 or 1e30 are not a position */
+					char	   *num = DatumGetCString(DirectFunctionCall1(numeric_out,
+																		  NumericGetDatum(v->val.numeric)));
+					char	   *digits = num + (num[0] == '-');
+					int64		n;
 
+					if (digits[0] == '\0' || strspn(digits, "0123456789") != strlen(digits) ||
+						strlen(digits) > 18)
+						goto bad;
+					n = strtoi64(num, NULL, 10);
 					if (i == 1)
 						dg->block_no = n;
 					else
@@ -609,7 +656,7 @@ custos_verify(PG_FUNCTION_ARGS)
 			values[7] = Int64GetDatum(r.failed_seq);
 			nulls[7] = r.failed_seq < 0;
 			values[8] = Int64GetDatum(r.failed_event_id);
-			nulls[8] = r.failed_event_id < 0;
+			nulls[8] = !r.has_event_id;
 			values[9] = Int64GetDatum(r.failed_block);
 			nulls[9] = r.failed_block < 0;
 			values[10] = r.detail ? CStringGetTextDatum(r.detail) : (Datum) 0;
