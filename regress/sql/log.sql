@@ -193,6 +193,10 @@ SET custos.max_event_bytes = 1024;
 SELECT pg_temp.try($$SELECT custos.log(jsonb_build_object('tenant', 'log-t1', 'action', 'A', 'description', repeat('d', 1000)))$$) AS over_limit;
 RESET custos.max_event_bytes;
 
+-- a NULL payload is an error, not a silent NULL id
+SELECT pg_temp.try('SELECT custos.log(NULL)') AS null_event,
+       pg_temp.try('SELECT custos.log_batch(NULL)') AS null_batch;
+
 -- the limits could weaken auditing: only superusers may change them
 SELECT name, context FROM pg_settings WHERE name LIKE 'custos.%' ORDER BY name;
 
