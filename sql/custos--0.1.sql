@@ -73,6 +73,15 @@ CREATE INDEX event_log_tenant_id ON custos.event_log (tenant, id);
 COMMENT ON INDEX custos.event_log_tenant_id IS
 	'Per-tenant scans in id order: custos.verify(), custos.events.seq.';
 
+-- Appends take RowExclusiveLock on this empty table before drawing an event
+-- id; the sealer waits for its lock holders.  Waiting on custos.event_log
+-- itself would also wait for (auto)vacuum and CREATE INDEX CONCURRENTLY,
+-- whose ShareUpdateExclusiveLock conflicts with the ShareLock a wait uses.
+-- Nothing else ever locks or writes this table.
+CREATE TABLE custos.append_fence ();
+COMMENT ON TABLE custos.append_fence IS
+	'Never holds rows.  Appenders lock it before drawing an event id; the sealer waits for those locks (seal.c).';
+
 CREATE TABLE custos.block (
 	tenant			text		NOT NULL,
 	block_no		bigint		NOT NULL,
@@ -195,7 +204,7 @@ DO $guards$
 DECLARE
 	t text;
 BEGIN
-	FOREACH t IN ARRAY ARRAY['event_log', 'block', 'checkpoint', 'sealer_state', 'data_key', 'installation']
+	FOREACH t IN ARRAY ARRAY['event_log', 'block', 'checkpoint', 'sealer_state', 'data_key', 'installation', 'append_fence']
 	LOOP
 		EXECUTE format('CREATE TRIGGER guard_write BEFORE INSERT OR UPDATE OR DELETE ON custos.%I '
 					   'FOR EACH STATEMENT EXECUTE FUNCTION custos.guard_storage()', t);

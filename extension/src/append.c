@@ -4,11 +4,12 @@
  *	  custos.log() and custos.log_batch(): validate an event payload,
  *	  encrypt its personal fields and insert it.
  *
- * Appends take no lock beyond the RowExclusiveLock of the INSERT itself, so
- * writers never wait for each other or for the sealer.  That lock is taken
- * *before* the event id is drawn: the sealer relies on every transaction
- * holding an id below a freshly drawn value being visible as a lock holder
- * (see seal.c).
+ * Appends take no lock that another append or the sealer could hold in a
+ * conflicting mode, so writers never wait for each other or for the sealer.
+ * Before drawing an event id they take RowExclusiveLock on
+ * custos.append_fence: the sealer relies on every transaction holding an id
+ * below a freshly drawn value being visible as a holder of that lock (see
+ * seal.c).
  *
  * Validation happens before anything is written; an error leaves nothing
  * behind, and a batch is all or nothing because it runs in one statement.
@@ -414,10 +415,9 @@ check_size(Jsonb *jb, const char *what)
 /* Everything an insert needs that is the same for every event of a call. */
 typedef struct AppendContext
 {
-	Oid			event_log;
+	Oid			fence;
 	Oid			event_seq;
 	char	   *access;
-	SPIPlanPtr	insert;
 } AppendContext;
 
 static SPIPlanPtr plan_insert = NULL;
@@ -427,9 +427,9 @@ prepare_append(AppendContext *ac)
 {
 	Oid			nsp = CustosSchemaOid(false);
 
-	ac->event_log = get_relname_relid("event_log", nsp);
+	ac->fence = get_relname_relid("append_fence", nsp);
 	ac->event_seq = get_relname_relid("event_id_seq", nsp);
-	if (!OidIsValid(ac->event_log) || !OidIsValid(ac->event_seq))
+	if (!OidIsValid(ac->fence) || !OidIsValid(ac->event_seq))
 		elog(ERROR, "custos storage is missing");
 	ac->access = psprintf("role:%s", GetUserNameFromId(GetUserId(), false));
 }
@@ -551,7 +551,7 @@ append_event(AppendContext *ac, EventInput *in)
 	explicit_bzero(plain, strlen(plain));
 
 	/* lock before drawing the id: see the file header */
-	LockRelationOid(ac->event_log, RowExclusiveLock);
+	LockRelationOid(ac->fence, RowExclusiveLock);
 	id = nextval_internal(ac->event_seq, false);
 
 	values[0] = Int64GetDatum(id);

@@ -10,9 +10,11 @@
  *
  *	1. reads N = last id handed out + 1.  Every id below N has been drawn;
  *	2. waits for every transaction that holds RowExclusiveLock on
- *	   custos.event_log right now, as CREATE INDEX CONCURRENTLY does
- *	   (WaitForLockers).  Appends lock the table before drawing an id
- *	   (append.c), so every transaction holding an id below N is among them;
+ *	   custos.append_fence right now, as CREATE INDEX CONCURRENTLY waits for
+ *	   writers (WaitForLockers).  Appends lock the fence before drawing an id
+ *	   (append.c), so every transaction holding an id below N is among them.
+ *	   The fence is a table of its own so that the wait does not include
+ *	   (auto)vacuum of custos.event_log;
  *	   once they are gone, the set of events with ids in [W, N) is final,
  *	   whatever order they committed in;
  *	3. locks the sealer_state row (one sealer at a time) and reads W; a
@@ -217,7 +219,7 @@ static int64
 seal_round(bool *more)
 {
 	Oid			nsp = CustosSchemaOid(false);
-	Oid			event_log = get_relname_relid("event_log", nsp);
+	Oid			fence = get_relname_relid("append_fence", nsp);
 	Oid			event_seq = get_relname_relid("event_id_seq", nsp);
 	int64		watermark;
 	int64		upto;
@@ -262,7 +264,7 @@ seal_round(bool *more)
 	 * that a transaction which appended and then calls custos.seal() (and so
 	 * waits for that row lock) is never waited for by a sealer holding it.
 	 */
-	SET_LOCKTAG_RELATION(tag, MyDatabaseId, event_log);
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, fence);
 	WaitForLockers(tag, ShareLock, false);
 
 	spi_check(SPI_execute("SELECT watermark FROM custos.sealer_state FOR UPDATE", false, 1),
