@@ -14,6 +14,17 @@
 
 \echo Use "CREATE EXTENSION custos CASCADE" to load this file. \quit
 
+-- Text is hashed as UTF-8 bytes (docs/format.md); the database must store it so.
+DO $encoding$
+BEGIN
+	IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
+		RAISE EXCEPTION 'custos needs a UTF8 database, not %', pg_catalog.getdatabaseencoding()
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Create the database with ENCODING ''UTF8''.';
+	END IF;
+END
+$encoding$;
+
 -- ---------------------------------------------------------------------------
 -- Storage
 -- ---------------------------------------------------------------------------
@@ -136,7 +147,8 @@ CREATE TABLE custos.sealer_state (
 );
 COMMENT ON TABLE custos.sealer_state IS
 	'The sealer''s progress: every event with id < watermark is sealed; none at or above it is.';
-INSERT INTO custos.sealer_state (watermark, sealed_total) VALUES (1, 0);
+-- The row is created by the first seal (seal.c), not here: pg_dump'''s copy of
+-- it must restore into an empty table.
 
 CREATE SEQUENCE custos.data_key_id_seq AS bigint;
 
@@ -170,14 +182,11 @@ CREATE INDEX data_key_live ON custos.data_key (tenant, scope, scope_ref, period)
 COMMENT ON INDEX custos.data_key_live IS 'Key lookup on append and erasure: the live keys of a tenant, scope reference and day.';
 
 CREATE TABLE custos.installation (
-	singleton		boolean		NOT NULL DEFAULT true,
 	secret			bytea		NOT NULL DEFAULT gen_random_bytes(32),
-	created_at		timestamptz	NOT NULL DEFAULT clock_timestamp(),
-	CONSTRAINT installation_pkey PRIMARY KEY (singleton),
-	CONSTRAINT installation_singleton CHECK (singleton)
+	created_at		timestamptz	NOT NULL DEFAULT clock_timestamp()
 );
 COMMENT ON TABLE custos.installation IS
-	'The installation secret.  Each tenant''s HMAC key (scope references, pseudonyms) is HMAC-SHA-256(secret, "tenant" || 0 || tenant): derived, so no append ever waits for another to create it.';
+	'The installation secret: the oldest row.  Each tenant''s HMAC key (scope references, pseudonyms) is HMAC-SHA-256(secret, "tenant" || 0 || tenant): derived, so no append ever waits for another to create it.  No key on purpose: restoring a pg_dump adds the original, older row beside the one CREATE EXTENSION made, and the original stays in force.';
 INSERT INTO custos.installation DEFAULT VALUES;
 
 -- pg_dump keeps the log: these are data, not configuration, but without this
@@ -328,7 +337,7 @@ SELECT
 	  WHERE b.tenant OPERATOR(pg_catalog.=) e.tenant
 		AND b.id_hi OPERATOR(pg_catalog.>) e.id
 		AND b.id_lo OPERATOR(pg_catalog.<=) e.id) AS block_no,
-	e.id OPERATOR(pg_catalog.<) (SELECT s.watermark FROM custos.sealer_state s) AS sealed,
+	e.id OPERATOR(pg_catalog.<) coalesce((SELECT s.watermark FROM custos.sealer_state s), 1) AS sealed,
 	CASE
 		WHEN ak.key IS NULL THEN 'anonymised'
 		WHEN e.subject_key_id IS NOT NULL AND sk.key IS NULL THEN 'erased'
@@ -363,7 +372,7 @@ BEGIN
 		RAISE WARNING USING
 			MESSAGE = 'custos is not in shared_preload_libraries: the background sealer and the DDL guard are off',
 			DETAIL = 'Events are sealed only when custos.seal() is called, data keys are cached per transaction only, and ALTER/DROP TRIGGER on custos storage is refused only in sessions that have loaded custos.',
-			HINT = 'Add custos to shared_preload_libraries and restart to enable them.';
+			HINT = 'Add custos to shared_preload_libraries and restart to enable them (session_preload_libraries = ''custos'' turns the DDL guard on for new sessions).';
 	END IF;
 END
 $mode$;

@@ -27,6 +27,8 @@ typedef struct CustosShared
 {
 	/* bumped whenever a data key is destroyed; backends drop cached keys */
 	pg_atomic_uint64 key_generation;
+	/* bumped whenever a token is revoked; backends drop cached validations */
+	pg_atomic_uint64 auth_generation;
 	/* pid of the background sealer, 0 when it is not running */
 	pg_atomic_uint32 sealer_pid;
 } CustosShared;

@@ -37,6 +37,7 @@
 #include "custos.h"
 #include "guard.h"
 #include "keys.h"
+#include "privacy.h"
 
 PG_FUNCTION_INFO_V1(custos_log);
 PG_FUNCTION_INFO_V1(custos_log_batch);
@@ -431,7 +432,7 @@ prepare_append(AppendContext *ac)
 	ac->event_seq = get_relname_relid("event_id_seq", nsp);
 	if (!OidIsValid(ac->fence) || !OidIsValid(ac->event_seq))
 		elog(ERROR, "custos storage is missing");
-	ac->access = psprintf("role:%s", GetUserNameFromId(GetUserId(), false));
+	ac->access = PrivacyAccess();
 }
 
 static SPIPlanPtr
@@ -534,8 +535,16 @@ append_event(AppendContext *ac, EventInput *in)
 	int64		id;
 	int			i;
 
+	/* the caller may log for this tenant, and as this actor */
+	PrivacyCheckAppend(tenant, in->text[F_ACTOR]);
 	if (in->text[F_ACTOR] == NULL)
-		in->text[F_ACTOR] = ac->access;
+	{
+		const char *principal = PrivacyCallerPrincipal();
+
+		in->text[F_ACTOR] = principal ? pstrdup(principal) : ac->access;
+		if (in->text[F_ACTOR_TYPE] == NULL && principal)
+			in->text[F_ACTOR_TYPE] = pstrdup(PrivacyCallerKind());
+	}
 	if (in->text[F_ACTOR_TYPE] == NULL)
 		in->text[F_ACTOR_TYPE] = strcmp(in->text[F_ACTOR], "system") == 0 ? "system" : "user";
 	if (in->text[F_OUTCOME] == NULL)

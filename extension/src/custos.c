@@ -66,6 +66,7 @@ custos_shmem_startup(void)
 	if (!found)
 	{
 		pg_atomic_init_u64(&custos_shared->key_generation, 0);
+		pg_atomic_init_u64(&custos_shared->auth_generation, 0);
 		pg_atomic_init_u32(&custos_shared->sealer_pid, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -116,8 +117,8 @@ define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("custos.seal_batch_events",
-							gettext_noop("Most events sealed in one sealer transaction."),
-							gettext_noop("A larger backlog is sealed in several transactions."),
+							gettext_noop("Most events sealed in one round."),
+							gettext_noop("A larger backlog is sealed in several rounds; the background sealer commits after each."),
 							&custos_seal_batch_events,
 							100000, 100, 10000000,
 							PGC_SUSET, 0,

@@ -166,8 +166,8 @@ refuse(const char *what, RangeVar *rv)
  * writes (rules), move tables out of the schema or change the id sequence
  * (for every role: otherwise a superuser could rewrite the log through plain
  * SQL),
- * and any other DDL on storage by non-superusers.  Extension scripts
- * (creating_extension) are exempt so that upgrades can alter storage.
+ * and any other DDL on storage by non-superusers.  custos' own install and
+ * upgrade scripts are exempt so that upgrades can alter storage.
  */
 void
 custos_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -177,7 +177,9 @@ custos_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
-	if (!creating_extension && internal_depth == 0)
+	if (!(creating_extension &&
+		  CurrentExtensionObject == get_extension_oid("custos", true)) &&
+		internal_depth == 0)
 	{
 		switch (nodeTag(parsetree))
 		{

@@ -71,9 +71,13 @@ KeysInvalidateAll(void)
 static void
 keys_xact_callback(XactEvent event, void *arg)
 {
+	/*
+	 * A prepared transaction may still roll back, taking keys it created
+	 * with it: forget them as on abort.
+	 */
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		(custos_shared == NULL &&
-		 (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE)))
+		event == XACT_EVENT_PREPARE ||
+		(custos_shared == NULL && event == XACT_EVENT_COMMIT))
 		KeysInvalidateAll();
 }
 
@@ -171,7 +175,9 @@ tenant_secret(const char *tenant, uint8 *secret)
 	{
 		bytea	   *b;
 
-		if (SPI_execute("SELECT secret FROM custos.installation", true, 1) != SPI_OK_SELECT)
+		/* the oldest row: see the comment on custos.installation */
+		if (SPI_execute("SELECT secret FROM custos.installation ORDER BY created_at, secret LIMIT 1",
+						true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read installation secret");
 		b = spi_first_bytea(1);
 		if (b == NULL || VARSIZE_ANY_EXHDR(b) != CUSTOS_HASH_LEN)

@@ -211,6 +211,26 @@ write_block(CryptoHasher *h, PendingBlock *pb, ChainTip *tip,
 }
 
 /*
+ * Lock the sealer state row and return the watermark.  The row is created
+ * on first use rather than by the install script, so that pg_dump's copy of
+ * it restores into an empty table.
+ */
+static int64
+lock_sealer_state(void)
+{
+	bool		isnull;
+
+	spi_check(SPI_execute("INSERT INTO custos.sealer_state (watermark, sealed_total) VALUES (1, 0) "
+						  "ON CONFLICT (singleton) DO NOTHING", false, 0),
+			  SPI_OK_INSERT, "creating sealer state");
+	spi_check(SPI_execute("SELECT watermark FROM custos.sealer_state FOR UPDATE", false, 1),
+			  SPI_OK_SELECT, "locking sealer state");
+	if (SPI_processed != 1)
+		elog(ERROR, "custos.sealer_state must hold exactly one row");
+	return spi_int8(0, 1, &isnull);
+}
+
+/*
  * Seal one round.  Returns the number of events sealed; *more is set when
  * the round was capped and events below the drawn id remain.  Caller runs
  * a READ COMMITTED transaction.
@@ -234,7 +254,7 @@ seal_round(bool *more)
 	ChainTip	tip;
 	int64		block_lo = 0;
 	CryptoHasher h = {0};
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	MemoryContext batchcxt;
 	MemoryContext old;
 
@@ -258,6 +278,8 @@ seal_round(bool *more)
 			  SPI_OK_SELECT, "reading sealer state");
 	if (SPI_processed == 1 && upto <= spi_int8(0, 1, &isnull))
 		return 0;
+	if (SPI_processed == 0 && upto <= 1)
+		return 0;
 
 	/*
 	 * Wait for in-flight writers before taking the sealer_state row lock, so
@@ -267,13 +289,11 @@ seal_round(bool *more)
 	SET_LOCKTAG_RELATION(tag, MyDatabaseId, fence);
 	WaitForLockers(tag, ShareLock, false);
 
-	spi_check(SPI_execute("SELECT watermark FROM custos.sealer_state FOR UPDATE", false, 1),
-			  SPI_OK_SELECT, "locking sealer state");
-	if (SPI_processed != 1)
-		elog(ERROR, "custos.sealer_state must hold exactly one row");
-	watermark = spi_int8(0, 1, &isnull);
+	watermark = lock_sealer_state();
 	if (upto <= watermark)
 		return 0;			/* another sealer got there first */
+	/* after the wait and the lock, so that blocks are stamped in order */
+	now = GetCurrentTimestamp();
 
 	/* cap the round: find the first id beyond custos.seal_batch_events */
 	arg[0] = Int64GetDatum(watermark);
@@ -455,10 +475,10 @@ custos_status(PG_FUNCTION_ARGS)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		spi_check(SPI_execute("SELECT s.watermark, s.sealed_total, s.last_seal_at, "
+		spi_check(SPI_execute("SELECT coalesce(s.watermark, 1), coalesce(s.sealed_total, 0), s.last_seal_at, "
 							  "(SELECT pg_catalog.count(*) FROM custos.event_log e "
-							  " WHERE e.id OPERATOR(pg_catalog.>=) s.watermark) "
-							  "FROM custos.sealer_state s", true, 1),
+							  " WHERE e.id OPERATOR(pg_catalog.>=) coalesce(s.watermark, 1)) "
+							  "FROM (SELECT 1) one LEFT JOIN custos.sealer_state s ON true", true, 1),
 				  SPI_OK_SELECT, "reading sealer state");
 		values[2] = Int64GetDatum(spi_int8(0, 1, &isnull));
 		values[3] = Int64GetDatum(spi_int8(0, 2, &isnull));
@@ -519,6 +539,8 @@ sealer_step(MemoryContext loopcxt)
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		/* sealing needs a fresh snapshot after its wait: see the file header */
+		XactIsoLevel = XACT_READ_COMMITTED;
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "sealing");
 		if (OidIsValid(get_extension_oid("custos", true)))

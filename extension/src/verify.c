@@ -608,7 +608,7 @@ custos_verify(PG_FUNCTION_ARGS)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute("SELECT watermark FROM custos.sealer_state", true, 1) != SPI_OK_SELECT ||
+		if (SPI_execute("SELECT coalesce((SELECT watermark FROM custos.sealer_state), 1)", true, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
 			elog(ERROR, "could not read sealer state");
 		watermark = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
