@@ -602,3 +602,155 @@ GRANT EXECUTE ON FUNCTION custos.create_tenant(text, text, text),
 	custos.revoke_right(bigint), custos.issue_token(text, text, interval, text),
 	custos.revoke_token(text), custos.set_privacy_mode(text, boolean)
 	TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Protected application tables and read auditing (readaudit.c)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION custos.note_read(tenant text, relation regclass) RETURNS boolean
+	LANGUAGE c VOLATILE PARALLEL RESTRICTED COST 10000 AS 'MODULE_PATHNAME', 'custos_note_read';
+COMMENT ON FUNCTION custos.note_read(text, regclass) IS
+	'Policy marker, always true: records that the caller read a row of this tenant, so that the read becomes an audit event.  Costed high so that it runs after the policy''s own test.';
+
+CREATE FUNCTION custos.set_purpose(purpose text) RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'custos_set_purpose';
+COMMENT ON FUNCTION custos.set_purpose(text) IS
+	'States why the caller reads, for the rest of the transaction; recorded with every READ event.';
+
+-- Reading the audit log is itself recorded: the policy notes each tenant read.
+DROP POLICY read_events ON custos.event_log;
+CREATE POLICY read_events ON custos.event_log FOR SELECT TO PUBLIC
+	USING (tenant OPERATOR(pg_catalog.=) ANY ((SELECT custos.visible_tenants())::text[])
+		   AND ((SELECT custos.sees_all_actions())
+				OR access OPERATOR(pg_catalog.=) (SELECT custos.current_access()))
+		   AND custos.note_read(tenant, 'custos.event_log'::regclass));
+
+-- Applies custos' policies to one table (not to its partitions).
+CREATE FUNCTION custos.apply_protection(rel regclass, tenant_column name) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	SET client_min_messages = warning AS $$
+DECLARE
+	col text := pg_catalog.quote_ident(tenant_column);
+	indexed boolean;
+BEGIN
+	-- policies before ALTER TABLE: the partition event trigger, which fires on
+	-- ALTER TABLE, then finds this table done and does not recurse
+	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_read ON %s', rel);
+	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_write ON %s', rel);
+	EXECUTE pg_catalog.format(
+		'CREATE POLICY custos_read ON %s FOR SELECT TO PUBLIC USING ('
+		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]) '
+		'AND custos.note_read(%s::text, %L::regclass))', rel, col, col, rel::text);
+	-- writes see and produce only rows of accessible tenants, so that no
+	-- UPDATE ... WHERE or RETURNING can probe hidden rows
+	EXECUTE pg_catalog.format(
+		'CREATE POLICY custos_write ON %s FOR ALL TO PUBLIC USING ('
+		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[])) WITH CHECK ('
+		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]))', rel, col, col);
+	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', rel);
+	EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', rel);
+	-- the policy column needs an index that leads with it
+	SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+				   JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+				   WHERE i.indrelid = rel AND a.attname = tenant_column) INTO indexed;
+	IF NOT indexed AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = rel) IN ('r', 'p') THEN
+		EXECUTE pg_catalog.format('CREATE INDEX ON %s (%s)', rel, col);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION custos.apply_protection(regclass, name) IS 'Internal: the RLS policies of custos.protect() on one table.';
+
+CREATE FUNCTION custos.protect(tbl regclass, tenant_column name, data_class text) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	part regclass;
+BEGIN
+	IF NOT custos.caller_is_superuser() THEN
+		RAISE EXCEPTION 'only a superuser may protect a table' USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = tbl) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '"%" is not a table', tbl USING ERRCODE = 'wrong_object_type';
+	END IF;
+	IF (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = tbl) = 'custos'::regnamespace THEN
+		RAISE EXCEPTION 'custos'' own tables are protected already' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl
+				   AND a.attname = tenant_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of "%" does not exist', tenant_column, tbl USING ERRCODE = 'undefined_column';
+	END IF;
+	IF data_class IS NULL OR data_class = '' THEN
+		RAISE EXCEPTION 'a data class is required, e.g. ''image data'' or ''health records'''
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM custos.apply_protection(tbl, tenant_column);
+	-- partitions get the same policies: RLS on a parent does not cover
+	-- queries that name a partition directly
+	FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(tbl) WHERE relid <> tbl LOOP
+		PERFORM custos.apply_protection(part, tenant_column);
+	END LOOP;
+	INSERT INTO custos.protected_table (relid, tenant_column, data_class) VALUES (tbl, tenant_column, data_class)
+		ON CONFLICT (relid) DO UPDATE SET tenant_column = excluded.tenant_column, data_class = excluded.data_class;
+	PERFORM custos.log(pg_catalog.jsonb_build_object(
+		'tenant', 'custos-system', 'category', 'privacy', 'action', 'PROTECT', 'resource_type', 'TABLE',
+		'resource_id', tbl::text, 'resource_name', data_class,
+		'new_state', pg_catalog.jsonb_build_object('tenant_column', tenant_column, 'data_class', data_class)));
+END
+$$;
+COMMENT ON FUNCTION custos.protect(regclass, name, text) IS
+	'Puts an application table (and its partitions, present and future) under custos'' tenant and privacy-mode policies; every read of it by a principal is recorded.';
+
+CREATE FUNCTION custos.unprotect(tbl regclass) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	part regclass;
+	p custos.protected_table;
+BEGIN
+	IF NOT custos.caller_is_superuser() THEN
+		RAISE EXCEPTION 'only a superuser may unprotect a table' USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	SELECT * INTO p FROM custos.protected_table WHERE relid = tbl;
+	IF p.relid IS NULL THEN
+		RAISE EXCEPTION '"%" is not protected by custos', tbl USING ERRCODE = 'no_data_found';
+	END IF;
+	FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(tbl) LOOP
+		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_read ON %s', part);
+		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_write ON %s', part);
+		EXECUTE pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', part);
+		EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', part);
+	END LOOP;
+	DELETE FROM custos.protected_table WHERE relid = tbl;
+	PERFORM custos.log(pg_catalog.jsonb_build_object(
+		'tenant', 'custos-system', 'category', 'privacy', 'action', 'UNPROTECT', 'resource_type', 'TABLE',
+		'resource_id', tbl::text, 'resource_name', p.data_class,
+		'previous_state', pg_catalog.jsonb_build_object('tenant_column', p.tenant_column, 'data_class', p.data_class)));
+END
+$$;
+COMMENT ON FUNCTION custos.unprotect(regclass) IS 'Removes custos'' policies from a protected table; audited.';
+
+-- New partitions of a protected table get its policies as they are created
+-- or attached.
+CREATE FUNCTION custos.protect_new_partitions() RETURNS event_trigger
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT t.relid AS part, p.tenant_column
+		  FROM custos.protected_table p,
+			   LATERAL pg_catalog.pg_partition_tree(p.relid) t
+		 WHERE t.relid <> p.relid::regclass
+		   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+						   WHERE pol.polrelid = t.relid AND pol.polname = 'custos_read')
+	LOOP
+		PERFORM custos.apply_protection(r.part, r.tenant_column);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION custos.protect_new_partitions() IS
+	'Event trigger: applies custos'' policies to new partitions of protected tables.';
+CREATE EVENT TRIGGER custos_protect_partitions ON ddl_command_end
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+	EXECUTE FUNCTION custos.protect_new_partitions();
+
+REVOKE ALL ON FUNCTION custos.apply_protection(regclass, name), custos.protect_new_partitions() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION custos.note_read(text, regclass), custos.set_purpose(text) TO PUBLIC;

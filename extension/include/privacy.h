@@ -12,7 +12,7 @@ extern bool PrivacyHasCaller(void);
 extern const char *PrivacyCallerPrincipal(void);
 extern const char *PrivacyCallerKind(void);
 extern char *PrivacyAccess(void);
-extern void PrivacyCheckAppend(const char *tenant, const char *actor);
+extern void PrivacyCheckAppend(bool trusted, const char *tenant, const char *actor);
 extern bool PrivacyHasRight(const char *principal, const char *tenant,
 							const char *right);
 

@@ -419,6 +419,7 @@ typedef struct AppendContext
 	Oid			fence;
 	Oid			event_seq;
 	char	   *access;
+	bool		trusted;		/* superuser when custos.log() was entered */
 } AppendContext;
 
 static SPIPlanPtr plan_insert = NULL;
@@ -433,6 +434,8 @@ prepare_append(AppendContext *ac)
 	if (!OidIsValid(ac->fence) || !OidIsValid(ac->event_seq))
 		elog(ERROR, "custos storage is missing");
 	ac->access = PrivacyAccess();
+	/* before GuardBeginInternal() switches to the owner's identity */
+	ac->trusted = superuser();
 }
 
 static SPIPlanPtr
@@ -536,7 +539,7 @@ append_event(AppendContext *ac, EventInput *in)
 	int			i;
 
 	/* the caller may log for this tenant, and as this actor */
-	PrivacyCheckAppend(tenant, in->text[F_ACTOR]);
+	PrivacyCheckAppend(ac->trusted, tenant, in->text[F_ACTOR]);
 	if (in->text[F_ACTOR] == NULL)
 	{
 		const char *principal = PrivacyCallerPrincipal();

@@ -25,6 +25,7 @@
 
 #include "custos.h"
 #include "guard.h"
+#include "readaudit.h"
 #include "seal.h"
 
 PG_MODULE_MAGIC;
@@ -149,6 +150,9 @@ _PG_init(void)
 		return;
 
 	custos_preloaded = true;
+
+	/* reads of protected data are recorded by executor hooks */
+	ReadAuditInstallHooks();
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = custos_shmem_request;
