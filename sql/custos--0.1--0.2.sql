@@ -636,17 +636,27 @@ BEGIN
 	-- policies before ALTER TABLE: the partition event trigger, which fires on
 	-- ALTER TABLE, then finds this table done and does not recurse
 	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_read ON %s', rel);
-	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_write ON %s', rel);
+	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_insert ON %s', rel);
+	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_update ON %s', rel);
+	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_delete ON %s', rel);
 	EXECUTE pg_catalog.format(
 		'CREATE POLICY custos_read ON %s FOR SELECT TO PUBLIC USING ('
 		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]) '
 		'AND custos.note_read(%s::text, %L::regclass))', rel, col, col, rel::text);
 	-- writes see and produce only rows of accessible tenants, so that no
-	-- UPDATE ... WHERE or RETURNING can probe hidden rows
+	-- UPDATE ... WHERE or RETURNING can probe hidden rows.  One policy per
+	-- command, not FOR ALL: a FOR ALL policy would also be OR-ed into SELECT
+	-- and let rows pass without the read marker.
 	EXECUTE pg_catalog.format(
-		'CREATE POLICY custos_write ON %s FOR ALL TO PUBLIC USING ('
+		'CREATE POLICY custos_insert ON %s FOR INSERT TO PUBLIC WITH CHECK ('
+		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]))', rel, col);
+	EXECUTE pg_catalog.format(
+		'CREATE POLICY custos_update ON %s FOR UPDATE TO PUBLIC USING ('
 		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[])) WITH CHECK ('
 		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]))', rel, col, col);
+	EXECUTE pg_catalog.format(
+		'CREATE POLICY custos_delete ON %s FOR DELETE TO PUBLIC USING ('
+		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]))', rel, col);
 	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', rel);
 	EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', rel);
 	-- the policy column needs an index that leads with it
@@ -714,7 +724,9 @@ BEGIN
 	END IF;
 	FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(tbl) LOOP
 		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_read ON %s', part);
-		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_write ON %s', part);
+		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_insert ON %s', part);
+		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_update ON %s', part);
+		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_delete ON %s', part);
 		EXECUTE pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', part);
 		EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', part);
 	END LOOP;

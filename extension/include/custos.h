@@ -22,6 +22,8 @@ extern int	custos_max_event_bytes;
 extern int	custos_max_batch_events;
 extern int	custos_block_max_events;
 extern int	custos_seal_batch_events;
+extern int	custos_read_queue_size;
+extern int	custos_read_queue_timeout_ms;
 
 typedef struct CustosShared
 {

@@ -10,9 +10,12 @@
 
 #include "fmgr.h"
 
-extern void ReadAuditInstallHooks(void);
+#include "storage/latch.h"
 
-/* append.c: the SQL entry point, reused to append READ events */
-extern Datum custos_log(PG_FUNCTION_ARGS);
+extern void ReadAuditInstallHooks(void);
+extern Size ReadAuditShmemSize(void);
+extern void ReadAuditShmemInit(void);
+extern void ReadAuditSetSealerLatch(Latch *latch);
+extern int64 ReadAuditDrain(void);
 
 #endif							/* CUSTOS_READAUDIT_H */

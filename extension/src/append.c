@@ -36,6 +36,7 @@
 #include "crypto.h"
 #include "custos.h"
 #include "guard.h"
+#include "append.h"
 #include "keys.h"
 #include "privacy.h"
 
@@ -603,20 +604,20 @@ refuse_null(FunctionCallInfo fcinfo, const char *what)
 				 errmsg("%s must not be NULL", what)));
 }
 
-/* custos.log(event jsonb) returns bigint */
-Datum
-custos_log(PG_FUNCTION_ARGS)
+/*
+ * Append one event.  access_override, when not NULL, is custos' own
+ * identity for an event it records on someone's behalf (a READ event queued
+ * by readaudit.c): it is trusted and bypasses the caller checks.
+ */
+int64
+AppendOne(Jsonb *event, const char *access_override)
 {
-	Jsonb	   *event;
 	EventInput	in;
 	AppendContext ac;
 	ParseContext pc = {-1, NULL};
 	ErrorContextCallback errcb;
 	GuardState gs;
 	int64		id = 0;
-
-	refuse_null(fcinfo, "audit event");
-	event = PG_GETARG_JSONB_P(0);
 
 	check_size(event, "audit event");
 	errcb.callback = parse_error_callback;
@@ -627,6 +628,11 @@ custos_log(PG_FUNCTION_ARGS)
 	error_context_stack = errcb.previous;
 
 	prepare_append(&ac);
+	if (access_override != NULL)
+	{
+		ac.access = pstrdup(access_override);
+		ac.trusted = true;
+	}
 	GuardBeginInternal(&gs);
 	PG_TRY();
 	{
@@ -640,8 +646,15 @@ custos_log(PG_FUNCTION_ARGS)
 		GuardEndInternal(&gs);
 	}
 	PG_END_TRY();
+	return id;
+}
 
-	PG_RETURN_INT64(id);
+/* custos.log(event jsonb) returns bigint */
+Datum
+custos_log(PG_FUNCTION_ARGS)
+{
+	refuse_null(fcinfo, "audit event");
+	PG_RETURN_INT64(AppendOne(PG_GETARG_JSONB_P(0), NULL));
 }
 
 /* custos.log_batch(events jsonb) returns setof bigint */

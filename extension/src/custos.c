@@ -37,6 +37,8 @@ int			custos_max_event_bytes = 65536;
 int			custos_max_batch_events = 1000;
 int			custos_block_max_events = 4096;
 int			custos_seal_batch_events = 100000;
+int			custos_read_queue_size = 4096;
+int			custos_read_queue_timeout_ms = 1000;
 
 CustosShared *custos_shared = NULL;
 bool		custos_preloaded = false;
@@ -52,6 +54,8 @@ custos_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(CustosShared)));
+	RequestAddinShmemSpace(MAXALIGN(ReadAuditShmemSize()));
+	RequestNamedLWLockTranche("custos read queue", 1);
 }
 
 static void
@@ -70,6 +74,7 @@ custos_shmem_startup(void)
 		pg_atomic_init_u64(&custos_shared->auth_generation, 0);
 		pg_atomic_init_u32(&custos_shared->sealer_pid, 0);
 	}
+	ReadAuditShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -125,7 +130,23 @@ define_gucs(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("custos.read_queue_timeout",
+							gettext_noop("How long a read of protected data waits for room in the read audit queue."),
+							gettext_noop("After that the read fails: it could not be recorded."),
+							&custos_read_queue_timeout_ms,
+							1000, 0, 60000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	/* PGC_POSTMASTER settings can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("custos.read_queue_size",
+								gettext_noop("Slots of the shared queue of read records awaiting the sealer."),
+								NULL,
+								&custos_read_queue_size,
+								4096, 64, 1048576,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomStringVariable("custos.database",
 								   gettext_noop("Database in which the background sealer runs."),

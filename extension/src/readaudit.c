@@ -8,16 +8,24 @@
  * relation), a marker that records which tenants' rows passed the policy
  * for this caller (it is costed high, so the planner evaluates it after the
  * policy's own test).  When the top-level query ends, an ExecutorEnd hook
- * appends one READ event per relation and tenant read, in the same
- * transaction, with the number of rows examined and returned and the
- * caller's stated purpose (custos.set_purpose()).
+ * puts one record per relation and tenant read (rows examined and returned,
+ * the caller, its stated purpose from custos.set_purpose()) into a queue in
+ * shared memory.  The sealer (background worker or custos.seal()) drains the
+ * queue into READ events in its own transaction.
  *
- * Fail closed: the event is written by the reading transaction itself, so a
- * read that cannot be recorded (a read-only transaction, a hot standby)
- * fails.  Reads by custos' own code and by superusers without a principal
- * are not recorded (RLS does not apply to them; pgaudit covers DBAs).
+ * Why a queue and not an append in the reading transaction: a reader could
+ * otherwise read and roll back, and its READ event would vanish with the
+ * rollback.  Queued records survive the reader's rollback; they are lost only
+ * if the server crashes before the sealer appends them (within about
+ * custos.seal_interval).  Slots are taken by a draining transaction and
+ * freed at its commit, or handed back at its abort, so a failed drain loses
+ * nothing.
  *
- * Needs custos in shared_preload_libraries for the hook; without it,
+ * Fail closed: a read whose record cannot be queued (the queue stays full
+ * for custos.read_queue_timeout, or the server is a standby, where nothing
+ * could drain it) fails.  Reads by custos' own code and by superusers
+ * without a principal are not recorded (RLS does not apply to them; pgaudit
+ * covers DBAs).  Needs custos in shared_preload_libraries; without it,
  * custos.note_read() refuses protected reads rather than let them go
  * unrecorded.
  *
@@ -27,17 +35,24 @@
 
 #include "access/parallel.h"
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/snapmgr.h"
 
+#include "append.h"
 #include "custos.h"
 #include "guard.h"
 #include "privacy.h"
@@ -60,6 +75,42 @@ typedef struct ReadEntry
 	ReadKey		key;
 	int64		rows;
 } ReadEntry;
+
+typedef enum SlotState
+{
+	SLOT_FREE = 0,
+	SLOT_READY,
+	SLOT_TAKEN
+} SlotState;
+
+typedef struct ReadSlot
+{
+	SlotState	state;
+	int			taken_by;		/* pid of the draining backend */
+	SubTransactionId taken_subxact;
+	Oid			dbid;
+	TimestampTz at;
+	int64		rows_examined;
+	int64		rows_returned;
+	bool		audit_log;
+	char		tenant[132];
+	char		relname[2 * NAMEDATALEN + 2];
+	char		access[80];
+	char		actor[80];
+	char		actor_type[16];
+	char		purpose[256];
+} ReadSlot;
+
+typedef struct ReadQueue
+{
+	LWLock	   *lock;
+	int			nslots;
+	Latch	   *sealer_latch;	/* woken when a record is queued */
+	ReadSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} ReadQueue;
+
+static ReadQueue *queue = NULL;
+static bool drain_callbacks = false;
 
 static HTAB *reads = NULL;		/* in TopTransactionContext */
 static int	exec_depth = 0;
@@ -106,7 +157,7 @@ custos_note_read(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || GuardInternalActive() ||
 		!PrivacyHasCaller())
 		PG_RETURN_BOOL(true);
-	if (!hook_installed)
+	if (!hook_installed || queue == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("reading protected data needs custos in shared_preload_libraries"),
@@ -161,6 +212,162 @@ push_pair(JsonbParseState **st, const char *key, const char *value)
 	pushJsonbValue(st, WJB_VALUE, &v);
 }
 
+Size
+ReadAuditShmemSize(void)
+{
+	return add_size(offsetof(ReadQueue, slots),
+					mul_size(custos_read_queue_size, sizeof(ReadSlot)));
+}
+
+/* Caller holds AddinShmemInitLock. */
+void
+ReadAuditShmemInit(void)
+{
+	bool		found;
+
+	queue = ShmemInitStruct("custos read queue", ReadAuditShmemSize(), &found);
+	if (!found)
+	{
+		memset(queue, 0, ReadAuditShmemSize());
+		queue->lock = &(GetNamedLWLockTranche("custos read queue"))->lock;
+		queue->nslots = custos_read_queue_size;
+	}
+}
+
+void
+ReadAuditSetSealerLatch(Latch *latch)
+{
+	if (queue)
+		queue->sealer_latch = latch;
+}
+
+static void
+copy_str(char *dst, size_t size, const char *src)
+{
+	strlcpy(dst, src ? src : "", size);
+}
+
+/* Queue the records of the query that just ended; fail closed. */
+static void
+enqueue_reads(uint64 returned)
+{
+	HASH_SEQ_STATUS it;
+	ReadEntry  *e;
+	HTAB	   *todo = reads;
+	Oid			nsp = CustosSchemaOid(true);
+	char	   *access = PrivacyAccess();
+	const char *actor = PrivacyCallerPrincipal();
+	const char *actor_type = PrivacyCallerKind();
+	TimestampTz now = GetCurrentTimestamp();
+
+	reads = NULL;
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("reads of protected data cannot be recorded on a standby"),
+				 errdetail("custos records every read of protected data; a standby cannot append audit events."),
+				 errhint("Read protected data on the primary.")));
+
+	hash_seq_init(&it, todo);
+	while ((e = hash_seq_search(&it)) != NULL)
+	{
+		ReadSlot	rec;
+		char	   *relname = get_rel_name(e->key.relid);
+		TimestampTz deadline = TimestampTzPlusMilliseconds(now, custos_read_queue_timeout_ms);
+
+		memset(&rec, 0, sizeof(rec));
+		rec.state = SLOT_READY;
+		rec.dbid = MyDatabaseId;
+		rec.at = now;
+		rec.rows_examined = e->rows;
+		rec.rows_returned = (int64) returned;
+		rec.audit_log = OidIsValid(nsp) && get_rel_namespace(e->key.relid) == nsp;
+		copy_str(rec.tenant, sizeof(rec.tenant), e->key.tenant);
+		copy_str(rec.relname, sizeof(rec.relname),
+				 psprintf("%s.%s", get_namespace_name(get_rel_namespace(e->key.relid)),
+						  relname ? relname : "?"));
+		copy_str(rec.access, sizeof(rec.access), access);
+		copy_str(rec.actor, sizeof(rec.actor), actor);
+		copy_str(rec.actor_type, sizeof(rec.actor_type), actor_type);
+		copy_str(rec.purpose, sizeof(rec.purpose), purpose);
+
+		for (;;)
+		{
+			int			i;
+			bool		queued = false;
+
+			LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+			for (i = 0; i < queue->nslots; i++)
+				if (queue->slots[i].state == SLOT_FREE)
+				{
+					queue->slots[i] = rec;
+					queued = true;
+					break;
+				}
+			LWLockRelease(queue->lock);
+			if (queued)
+				break;
+			if (queue->sealer_latch)
+				SetLatch(queue->sealer_latch);
+			if (GetCurrentTimestamp() >= deadline)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("the read audit queue is full"),
+						 errdetail("This read cannot be recorded, so it is refused."),
+						 errhint("Check that the custos sealer is running, or raise custos.read_queue_size.")));
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(1000L);
+		}
+	}
+	hash_destroy(todo);
+	if (queue->sealer_latch)
+		SetLatch(queue->sealer_latch);
+}
+
+/* Hand slots this backend took back (abort) or free them (commit). */
+static void
+settle_taken(bool committed, SubTransactionId from_subxact)
+{
+	int			i;
+
+	if (queue == NULL)
+		return;
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	for (i = 0; i < queue->nslots; i++)
+	{
+		ReadSlot   *slot = &queue->slots[i];
+
+		if (slot->state == SLOT_TAKEN && slot->taken_by == MyProcPid &&
+			slot->taken_subxact >= from_subxact)
+			slot->state = committed ? SLOT_FREE : SLOT_READY;
+	}
+	LWLockRelease(queue->lock);
+}
+
+static void
+drain_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		settle_taken(true, InvalidSubTransactionId);
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		settle_taken(false, InvalidSubTransactionId);
+}
+
+static void
+drain_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		settle_taken(false, mySubid);
+}
+
+static void
+drain_exit_callback(int code, Datum arg)
+{
+	settle_taken(false, InvalidSubTransactionId);
+}
+
 static void
 push_count(JsonbParseState **st, const char *key, int64 n)
 {
@@ -176,45 +383,79 @@ push_count(JsonbParseState **st, const char *key, int64 n)
 	pushJsonbValue(st, WJB_VALUE, &v);
 }
 
-static void
-record_reads(uint64 returned)
+/*
+ * Append queued READ records of this database as events, in the caller's
+ * transaction.  Returns how many.  Called by the sealer before it seals.
+ */
+int64
+ReadAuditDrain(void)
 {
-	HASH_SEQ_STATUS it;
-	ReadEntry  *e;
-	HTAB	   *todo = reads;
-	Oid			nsp = CustosSchemaOid(true);
+	ReadSlot   *batch;
+	int			n = 0;
+	int			i;
+	SubTransactionId subxact = GetCurrentSubTransactionId();
 
-	reads = NULL;				/* appending reads nothing protected */
-	hash_seq_init(&it, todo);
-	while ((e = hash_seq_search(&it)) != NULL)
+	if (queue == NULL)
+		return 0;
+	if (!drain_callbacks)
 	{
-		bool		audit_log = OidIsValid(nsp) && get_rel_namespace(e->key.relid) == nsp;
-		char	   *relname = get_rel_name(e->key.relid);
+		RegisterXactCallback(drain_xact_callback, NULL);
+		RegisterSubXactCallback(drain_subxact_callback, NULL);
+		before_shmem_exit(drain_exit_callback, (Datum) 0);
+		drain_callbacks = true;
+	}
+
+	batch = palloc(sizeof(ReadSlot) * queue->nslots);
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	for (i = 0; i < queue->nslots; i++)
+	{
+		ReadSlot   *slot = &queue->slots[i];
+
+		if (slot->state == SLOT_READY && slot->dbid == MyDatabaseId)
+		{
+			slot->state = SLOT_TAKEN;
+			slot->taken_by = MyProcPid;
+			slot->taken_subxact = subxact;
+			batch[n++] = *slot;
+		}
+	}
+	LWLockRelease(queue->lock);
+
+	for (i = 0; i < n; i++)
+	{
+		ReadSlot   *r = &batch[i];
 		JsonbParseState *st = NULL;
 		JsonbValue *res;
 		JsonbValue	k;
 
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		push_pair(&st, "tenant", e->key.tenant);
+		push_pair(&st, "tenant", r->tenant);
+		push_pair(&st, "occurred_at",
+				  JsonEncodeDateTime(NULL, TimestampTzGetDatum(r->at), TIMESTAMPTZOID, NULL));
 		push_pair(&st, "category", "access");
 		push_pair(&st, "action", "READ");
-		push_pair(&st, "resource_type", audit_log ? "AUDIT_LOG" : "TABLE");
-		push_pair(&st, "resource_id", relname ? relname : "?");
+		push_pair(&st, "resource_type", r->audit_log ? "AUDIT_LOG" : "TABLE");
+		push_pair(&st, "resource_id", r->relname);
+		if (r->actor[0])
+		{
+			push_pair(&st, "actor", r->actor);
+			push_pair(&st, "actor_type", r->actor_type);
+		}
 		k.type = jbvString;
 		k.val.string.val = "metadata";
 		k.val.string.len = strlen("metadata");
 		pushJsonbValue(&st, WJB_KEY, &k);
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		push_count(&st, "rows_examined", e->rows);
-		push_count(&st, "rows_returned", (int64) returned);
-		if (purpose)
-			push_pair(&st, "purpose", purpose);
+		push_count(&st, "rows_examined", r->rows_examined);
+		push_count(&st, "rows_returned", r->rows_returned);
+		if (r->purpose[0])
+			push_pair(&st, "purpose", r->purpose);
 		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 		res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-
-		DirectFunctionCall1(custos_log, JsonbPGetDatum(JsonbValueToJsonb(res)));
+		(void) AppendOne(JsonbValueToJsonb(res), r->access);
 	}
-	hash_destroy(todo);
+	pfree(batch);
+	return n;
 }
 
 static void
@@ -241,12 +482,7 @@ custos_ExecutorEnd(QueryDesc *queryDesc)
 		exec_depth--;
 	/* record at the end of the outermost query, never inside our own code */
 	if (exec_depth == 0 && reads != NULL && !GuardInternalActive() && !IsParallelWorker())
-	{
-		/* the query's snapshot is gone; the append needs one of its own */
-		PushActiveSnapshot(GetTransactionSnapshot());
-		record_reads(returned);
-		PopActiveSnapshot();
-	}
+		enqueue_reads(returned);
 }
 
 void

@@ -64,6 +64,7 @@
 #include "chain.h"
 #include "custos.h"
 #include "guard.h"
+#include "readaudit.h"
 #include "seal.h"
 
 PG_FUNCTION_INFO_V1(custos_seal);
@@ -411,6 +412,8 @@ seal_once(bool *more)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		/* queued READ records become events first, and are sealed with the rest */
+		(void) ReadAuditDrain();
 		n = seal_round(more);
 		SPI_finish();
 	}
@@ -522,6 +525,7 @@ sealer_clear_pid(int code, Datum arg)
 {
 	if (custos_shared)
 		pg_atomic_write_u32(&custos_shared->sealer_pid, 0);
+	ReadAuditSetSealerLatch(NULL);
 }
 
 /*
@@ -576,6 +580,7 @@ custos_sealer_main(Datum arg)
 
 	if (custos_shared)
 		pg_atomic_write_u32(&custos_shared->sealer_pid, (uint32) MyProcPid);
+	ReadAuditSetSealerLatch(MyLatch);
 	before_shmem_exit(sealer_clear_pid, (Datum) 0);
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "custos sealer loop",
