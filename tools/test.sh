@@ -5,7 +5,7 @@
 #
 # For work on a few tests: CUSTOS_TEST_OUT=dir (default build/test),
 # REGRESS="a b" and ISOLATION="c" run just those (an empty value skips the
-# suite), SKIP_CRASH=1 skips the crash test.
+# suite), SKIP_CRASH=1 skips the crash and dump/restore tests.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -64,15 +64,20 @@ elif [ -n "$ISOLATION" ]; then
   run_suite isolation "$PGXS_DIR/test/isolation/pg_isolation_regress" isolation_schedule $ISOLATION
 fi
 
-if [ -z "${SKIP_CRASH:-}" ]; then
-  echo "== crash"
-  if "$TOP/tools/crash_test.sh" "$OUT/crash"; then
+script_test() {	# script_test NAME SCRIPT: a shell test on its own cluster
+  echo "== $1"
+  if "$2" "$OUT/$1"; then
     passed=$((passed + 1))
-    echo "ok crash test"
+    echo "ok $1 test"
   else
     failed=$((failed + 1))
-    echo "FAILED crash test"
+    echo "FAILED $1 test"
   fi
+}
+
+if [ -z "${SKIP_CRASH:-}" ]; then
+  script_test crash "$TOP/tools/crash_test.sh"
+  script_test dump "$TOP/tools/dump_test.sh"
 fi
 
 echo
