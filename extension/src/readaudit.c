@@ -11,7 +11,8 @@
  * puts one record per relation and tenant read (rows examined and returned,
  * the caller, its stated purpose from custos.set_purpose()) into a queue in
  * shared memory.  The sealer (background worker or custos.seal()) drains the
- * queue into READ events in its own transaction.
+ * queue into READ events in its own transaction, one event per caller,
+ * relation, tenant and purpose per drain, with the number of queries.
  *
  * Why a queue and not an append in the reading transaction: a reader could
  * otherwise read and roll back, and its READ event would vanish with the
@@ -383,9 +384,41 @@ push_count(JsonbParseState **st, const char *key, int64 n)
 	pushJsonbValue(st, WJB_VALUE, &v);
 }
 
+/* Records that differ only in time and counts are merged into one event. */
+typedef struct ReadGroupKey
+{
+	bool		audit_log;
+	char		tenant[132];
+	char		relname[2 * NAMEDATALEN + 2];
+	char		access[80];
+	char		actor[80];
+	char		actor_type[16];
+	char		purpose[256];
+} ReadGroupKey;
+
+typedef struct ReadGroup
+{
+	ReadGroupKey key;
+	int64		queries;
+	int64		rows_examined;
+	int64		rows_returned;
+	TimestampTz first_at;
+	TimestampTz last_at;
+} ReadGroup;
+
+static void
+push_time(JsonbParseState **st, const char *key, TimestampTz t)
+{
+	push_pair(st, key, JsonEncodeDateTime(NULL, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL));
+}
+
 /*
  * Append queued READ records of this database as events, in the caller's
- * transaction.  Returns how many.  Called by the sealer before it seals.
+ * transaction.  Records of one caller reading one relation of one tenant for
+ * one purpose are merged into one event per drain (metadata.queries counts
+ * them; first_at and last_at bound them), so that the sealer's cost follows
+ * the number of distinct readers, not the read rate.  Returns the number of
+ * events appended.  Called by the sealer before it seals.
  */
 int64
 ReadAuditDrain(void)
@@ -393,7 +426,12 @@ ReadAuditDrain(void)
 	ReadSlot   *batch;
 	int			n = 0;
 	int			i;
+	int64		appended = 0;
 	SubTransactionId subxact = GetCurrentSubTransactionId();
+	HTAB	   *groups;
+	HASHCTL		ctl;
+	HASH_SEQ_STATUS it;
+	ReadGroup  *g;
 
 	if (queue == NULL)
 		return 0;
@@ -420,42 +458,84 @@ ReadAuditDrain(void)
 		}
 	}
 	LWLockRelease(queue->lock);
+	if (n == 0)
+	{
+		pfree(batch);
+		return 0;
+	}
 
+	ctl.keysize = sizeof(ReadGroupKey);
+	ctl.entrysize = sizeof(ReadGroup);
+	ctl.hcxt = CurrentMemoryContext;
+	groups = hash_create("custos read groups", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	for (i = 0; i < n; i++)
 	{
 		ReadSlot   *r = &batch[i];
+		ReadGroupKey key;
+		bool		found;
+
+		/* memset: the key is hashed and compared as bytes, padding included */
+		memset(&key, 0, sizeof(key));
+		key.audit_log = r->audit_log;
+		memcpy(key.tenant, r->tenant, sizeof(key.tenant));
+		memcpy(key.relname, r->relname, sizeof(key.relname));
+		memcpy(key.access, r->access, sizeof(key.access));
+		memcpy(key.actor, r->actor, sizeof(key.actor));
+		memcpy(key.actor_type, r->actor_type, sizeof(key.actor_type));
+		memcpy(key.purpose, r->purpose, sizeof(key.purpose));
+		g = hash_search(groups, &key, HASH_ENTER, &found);
+		if (!found)
+		{
+			g->queries = 0;
+			g->rows_examined = g->rows_returned = 0;
+			g->first_at = g->last_at = r->at;
+		}
+		g->queries++;
+		g->rows_examined += r->rows_examined;
+		g->rows_returned += r->rows_returned;
+		g->first_at = Min(g->first_at, r->at);
+		g->last_at = Max(g->last_at, r->at);
+	}
+	pfree(batch);
+
+	hash_seq_init(&it, groups);
+	while ((g = hash_seq_search(&it)) != NULL)
+	{
 		JsonbParseState *st = NULL;
 		JsonbValue *res;
 		JsonbValue	k;
 
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		push_pair(&st, "tenant", r->tenant);
-		push_pair(&st, "occurred_at",
-				  JsonEncodeDateTime(NULL, TimestampTzGetDatum(r->at), TIMESTAMPTZOID, NULL));
+		push_pair(&st, "tenant", g->key.tenant);
+		push_time(&st, "occurred_at", g->first_at);
 		push_pair(&st, "category", "access");
 		push_pair(&st, "action", "READ");
-		push_pair(&st, "resource_type", r->audit_log ? "AUDIT_LOG" : "TABLE");
-		push_pair(&st, "resource_id", r->relname);
-		if (r->actor[0])
+		push_pair(&st, "resource_type", g->key.audit_log ? "AUDIT_LOG" : "TABLE");
+		push_pair(&st, "resource_id", g->key.relname);
+		if (g->key.actor[0])
 		{
-			push_pair(&st, "actor", r->actor);
-			push_pair(&st, "actor_type", r->actor_type);
+			push_pair(&st, "actor", g->key.actor);
+			push_pair(&st, "actor_type", g->key.actor_type);
 		}
 		k.type = jbvString;
 		k.val.string.val = "metadata";
 		k.val.string.len = strlen("metadata");
 		pushJsonbValue(&st, WJB_KEY, &k);
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		push_count(&st, "rows_examined", r->rows_examined);
-		push_count(&st, "rows_returned", r->rows_returned);
-		if (r->purpose[0])
-			push_pair(&st, "purpose", r->purpose);
+		push_count(&st, "queries", g->queries);
+		push_count(&st, "rows_examined", g->rows_examined);
+		push_count(&st, "rows_returned", g->rows_returned);
+		push_time(&st, "first_at", g->first_at);
+		push_time(&st, "last_at", g->last_at);
+		if (g->key.purpose[0])
+			push_pair(&st, "purpose", g->key.purpose);
 		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 		res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-		(void) AppendOne(JsonbValueToJsonb(res), r->access);
+		(void) AppendOne(JsonbValueToJsonb(res), g->key.access);
+		appended++;
 	}
-	pfree(batch);
-	return n;
+	hash_destroy(groups);
+	return appended;
 }
 
 static void
