@@ -45,16 +45,19 @@ CREATE TABLE custos.principal (
 	role			text		NOT NULL,
 	name			text		NOT NULL,
 	db_role			name,
+	db_role_oid		oid,
 	created_at		timestamptz	NOT NULL DEFAULT clock_timestamp(),
 	disabled_at		timestamptz,
 	CONSTRAINT principal_pkey PRIMARY KEY (id),
 	CONSTRAINT principal_tenant_fkey FOREIGN KEY (tenant) REFERENCES custos.tenant (id),
 	CONSTRAINT principal_kind CHECK (kind IN ('user', 'api_key', 'app', 'system')),
 	CONSTRAINT principal_role CHECK (role IN ('owner', 'admin', 'member')),
-	CONSTRAINT principal_db_role_key UNIQUE (db_role)
+	CONSTRAINT principal_db_role_key UNIQUE (db_role_oid)
 );
 COMMENT ON TABLE custos.principal IS
 	'Users, API keys, apps and system identities of a tenant.  role: owner (the customer''s admin), admin or member.';
+COMMENT ON COLUMN custos.principal.db_role_oid IS
+	'The mapped role by OID: a role dropped and created again under the same name is another role and maps to nobody.';
 COMMENT ON COLUMN custos.principal.db_role IS
 	'A database role that acts as this principal without a token (apps calling SQL directly).';
 
@@ -89,6 +92,9 @@ CREATE TABLE custos.token (
 	created_at		timestamptz	NOT NULL DEFAULT clock_timestamp(),
 	expires_at		timestamptz	NOT NULL,
 	revoked_at		timestamptz,
+	issued_by		text,
+	issued_via		text,
+	vouched_at		timestamptz,
 	CONSTRAINT token_pkey PRIMARY KEY (id),
 	CONSTRAINT token_principal_fkey FOREIGN KEY (principal) REFERENCES custos.principal (id),
 	CONSTRAINT token_kind CHECK (kind IN ('personal', 'app', 'shared')),
@@ -96,6 +102,12 @@ CREATE TABLE custos.token (
 );
 COMMENT ON TABLE custos.token IS
 	'Bearer tokens.  Only the SHA-256 of the secret is stored; the secret is shown once by custos.issue_token().';
+COMMENT ON COLUMN custos.token.issued_by IS
+	'Principal (or "role:<name>") that issued the token: it saw the secret.';
+COMMENT ON COLUMN custos.token.issued_via IS
+	'Token the issuer was authenticated with, if any: whoever holds that token could have issued this one too.';
+COMMENT ON COLUMN custos.token.vouched_at IS
+	'When the token''s principal switched privacy mode on with it: from then on it, and what was issued through it, is trusted.';
 COMMENT ON COLUMN custos.token.kind IS
 	'personal: acts with all the principal''s rights; app and shared: see only the events they appended themselves.';
 
@@ -275,6 +287,13 @@ COMMENT ON FUNCTION custos.new_token_secret() IS
 -- Installation-wide events (protect, unprotect, role mappings) go to this tenant.
 INSERT INTO custos.tenant (id, name) VALUES ('custos-system', 'custos installation events');
 
+-- Tenants the log already names (from 0.1) become top-level tenants, so that
+-- principals can be created for them; a DBA can arrange the tree later.
+INSERT INTO custos.tenant (id)
+SELECT DISTINCT e.tenant FROM custos.event_log e
+ WHERE e.tenant ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$'
+ON CONFLICT (id) DO NOTHING;
+
 CREATE FUNCTION custos.caller_is_superuser() RETURNS boolean
 	LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = custos.caller_role()), false)
@@ -367,13 +386,14 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Map a role without SUPERUSER and BYPASSRLS.';
 	END IF;
-	INSERT INTO custos.principal (id, tenant, kind, role, name, db_role)
-		VALUES (new_id, $1, $3, $4, $2, $5);
+	INSERT INTO custos.principal (id, tenant, kind, role, name, db_role, db_role_oid)
+		VALUES (new_id, $1, $3, $4, $2, $5,
+				(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $5));
 	PERFORM custos.invalidate_auth();
 	PERFORM custos.log(pg_catalog.jsonb_build_object(
 		'tenant', $1, 'category', 'privacy', 'action', 'CREATE', 'resource_type', 'PRINCIPAL',
-		'resource_id', new_id, 'resource_name', $2,
-		'new_state', pg_catalog.jsonb_build_object('kind', $3, 'role', $4, 'db_role', $5)));
+		'resource_id', new_id,
+		'new_state', pg_catalog.jsonb_build_object('name', $2, 'kind', $3, 'role', $4, 'db_role', $5)));
 	RETURN new_id;
 END
 $$;
@@ -394,7 +414,7 @@ BEGIN
 	PERFORM custos.invalidate_auth();
 	PERFORM custos.log(pg_catalog.jsonb_build_object(
 		'tenant', p.tenant, 'category', 'privacy', 'action', 'DISABLE', 'resource_type', 'PRINCIPAL',
-		'resource_id', p.id, 'resource_name', p.name));
+		'resource_id', p.id, 'previous_state', pg_catalog.jsonb_build_object('name', p.name)));
 END
 $$;
 COMMENT ON FUNCTION custos.disable_principal(text) IS 'Disables a principal: its tokens and role mapping stop working.';
@@ -507,13 +527,26 @@ CREATE FUNCTION custos.issue_token(principal text, kind text DEFAULT 'personal',
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	p custos.principal;
+	me custos.principal;
 BEGIN
 	SELECT * INTO p FROM custos.principal pr WHERE pr.id = $1 AND pr.disabled_at IS NULL;
 	IF p.id IS NULL THEN
 		RAISE EXCEPTION 'principal "%" does not exist', $1 USING ERRCODE = 'no_data_found';
 	END IF;
-	IF custos.current_principal() IS DISTINCT FROM p.id THEN
+	SELECT * INTO me FROM custos.principal pr WHERE pr.id = custos.current_principal();
+	IF me.id IS DISTINCT FROM p.id THEN
 		PERFORM custos.require_admin(p.tenant);
+		-- A token is the power to act as its principal.  From a tenant above,
+		-- that would override privacy mode, so it is refused while the
+		-- principal's tenant (or a tenant between) is in privacy mode.
+		IF me.id IS NOT NULL AND me.tenant <> p.tenant
+		   AND EXISTS (SELECT 1 FROM custos.tenant t
+					   WHERE t.id = ANY (custos.tenant_path(p.tenant)) AND t.privacy_mode
+					   AND NOT (t.id = ANY (custos.tenant_path(me.tenant)))) THEN
+			RAISE EXCEPTION 'tokens for principals of tenant "%" can only be issued from within it while it is in privacy mode', p.tenant
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = 'Ask the tenant''s owner or admin.';
+		END IF;
 	END IF;
 	IF $2 NOT IN ('personal', 'app', 'shared') THEN
 		RAISE EXCEPTION 'unknown token kind "%"', $2 USING ERRCODE = 'invalid_parameter_value',
@@ -525,8 +558,10 @@ BEGIN
 	token_id := 'tok_' || pg_catalog.substr(custos.new_token_secret(), 5, 16);
 	token := custos.new_token_secret();
 	expires_at := pg_catalog.clock_timestamp() + $3;
-	INSERT INTO custos.token (id, principal, kind, secret_hash, label, expires_at)
-		VALUES (token_id, p.id, $2, pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8')), $4, expires_at);
+	INSERT INTO custos.token (id, principal, kind, secret_hash, label, expires_at, issued_by, issued_via)
+		VALUES (token_id, p.id, $2, pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8')), $4, expires_at,
+				coalesce(me.id, 'role:' || custos.caller_role()),
+				(SELECT k.id FROM custos.token k WHERE k.id = custos.current_access()));
 	PERFORM custos.log(pg_catalog.jsonb_build_object(
 		'tenant', p.tenant, 'category', 'privacy', 'action', 'ISSUE', 'resource_type', 'TOKEN',
 		'resource_id', token_id, 'resource_name', $4,
@@ -564,6 +599,7 @@ CREATE FUNCTION custos.set_privacy_mode(tenant text, enabled boolean) RETURNS vo
 DECLARE
 	me text := custos.current_principal();
 	old boolean;
+	revoked_tokens text[];
 BEGIN
 	SELECT t.privacy_mode INTO old FROM custos.tenant t WHERE t.id = $1 FOR UPDATE;
 	IF NOT FOUND THEN
@@ -582,13 +618,56 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'Principals of tenants above it, resellers included, cannot override it.';
 	END IF;
+	-- A token issued by someone else is known to them: whoever issued the
+	-- owner's token (a reseller, at onboarding) could act as the owner and
+	-- lift privacy mode again.  Switching it on needs a token the caller
+	-- issued itself; all tokens issued from above are revoked below.
+	IF $2 AND EXISTS (SELECT 1 FROM custos.token k WHERE k.id = custos.current_access()
+					  AND k.issued_by IS DISTINCT FROM k.principal) THEN
+		RAISE EXCEPTION 'switching privacy mode on needs a token you issued yourself'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'This token was issued by someone else, who could use it to act as you.',
+				  HINT = 'Issue yourself a new token with custos.issue_token(), authenticate with it, and try again.';
+	END IF;
 	UPDATE custos.tenant t SET privacy_mode = $2 WHERE t.id = $1;
+	IF $2 THEN
+		-- Tokens of the subtree's principals that someone outside could hold
+		-- stop working: those issued from outside (a reseller, a superuser),
+		-- and those issued through such a token (whoever held it could have
+		-- issued them), transitively.  The token making the switch is kept and
+		-- vouched for: it, and what is issued through it, is not suspect, now
+		-- or at later switches.
+		WITH RECURSIVE sub(id) AS (
+			SELECT $1::text
+			UNION ALL SELECT c.id FROM custos.tenant c JOIN sub ON c.parent = sub.id),
+		subp AS (SELECT p.id FROM custos.principal p WHERE p.tenant IN (SELECT id FROM sub)),
+		suspect(id) AS (
+			SELECT k.id FROM custos.token k
+			 WHERE k.principal IN (SELECT id FROM subp)
+			   AND k.issued_by NOT IN (SELECT id FROM subp)
+			   AND k.vouched_at IS NULL
+			UNION
+			SELECT k.id FROM custos.token k JOIN suspect s ON k.issued_via = s.id
+			 WHERE k.principal IN (SELECT id FROM subp)
+			   AND k.vouched_at IS NULL
+			   AND s.id IS DISTINCT FROM custos.current_access()),
+		revoked AS (
+			UPDATE custos.token k SET revoked_at = pg_catalog.clock_timestamp()
+			 WHERE k.id IN (SELECT id FROM suspect) AND k.revoked_at IS NULL
+			   AND k.id IS DISTINCT FROM custos.current_access()
+			RETURNING k.id)
+		SELECT pg_catalog.array_agg(id ORDER BY id) INTO revoked_tokens FROM revoked;
+		UPDATE custos.token k SET vouched_at = pg_catalog.clock_timestamp()
+		 WHERE k.id = custos.current_access() AND k.vouched_at IS NULL;
+		PERFORM custos.invalidate_auth();
+	END IF;
 	PERFORM custos.log(pg_catalog.jsonb_build_object(
 		'tenant', $1, 'category', 'privacy',
 		'action', CASE WHEN $2 THEN 'PRIVACY_MODE_ON' ELSE 'PRIVACY_MODE_OFF' END,
 		'resource_type', 'TENANT', 'resource_id', $1,
 		'previous_state', pg_catalog.jsonb_build_object('privacy_mode', old),
-		'new_state', pg_catalog.jsonb_build_object('privacy_mode', $2)));
+		'new_state', pg_catalog.jsonb_build_object('privacy_mode', $2,
+												   'revoked_tokens', coalesce(revoked_tokens, '{}'))));
 END
 $$;
 COMMENT ON FUNCTION custos.set_privacy_mode(text, boolean) IS
@@ -635,27 +714,32 @@ DECLARE
 BEGIN
 	-- policies before ALTER TABLE: the partition event trigger, which fires on
 	-- ALTER TABLE, then finds this table done and does not recurse
+	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_allow ON %s', rel);
 	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_read ON %s', rel);
 	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_insert ON %s', rel);
 	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_update ON %s', rel);
 	EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_delete ON %s', rel);
+	-- custos' own conditions are RESTRICTIVE: ANDed with whatever permissive
+	-- policies exist, so that another policy (the owner's, the DBA's) can
+	-- never widen access or let rows pass without the read marker.  A
+	-- restrictive policy needs a permissive one to start from: custos_allow.
 	EXECUTE pg_catalog.format(
-		'CREATE POLICY custos_read ON %s FOR SELECT TO PUBLIC USING ('
+		'CREATE POLICY custos_allow ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)', rel);
+	EXECUTE pg_catalog.format(
+		'CREATE POLICY custos_read ON %s AS RESTRICTIVE FOR SELECT TO PUBLIC USING ('
 		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]) '
 		'AND custos.note_read(%s::text, %L::regclass))', rel, col, col, rel::text);
 	-- writes see and produce only rows of accessible tenants, so that no
-	-- UPDATE ... WHERE or RETURNING can probe hidden rows.  One policy per
-	-- command, not FOR ALL: a FOR ALL policy would also be OR-ed into SELECT
-	-- and let rows pass without the read marker.
+	-- UPDATE ... WHERE or RETURNING can probe hidden rows
 	EXECUTE pg_catalog.format(
-		'CREATE POLICY custos_insert ON %s FOR INSERT TO PUBLIC WITH CHECK ('
+		'CREATE POLICY custos_insert ON %s AS RESTRICTIVE FOR INSERT TO PUBLIC WITH CHECK ('
 		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]))', rel, col);
 	EXECUTE pg_catalog.format(
-		'CREATE POLICY custos_update ON %s FOR UPDATE TO PUBLIC USING ('
+		'CREATE POLICY custos_update ON %s AS RESTRICTIVE FOR UPDATE TO PUBLIC USING ('
 		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[])) WITH CHECK ('
 		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]))', rel, col, col);
 	EXECUTE pg_catalog.format(
-		'CREATE POLICY custos_delete ON %s FOR DELETE TO PUBLIC USING ('
+		'CREATE POLICY custos_delete ON %s AS RESTRICTIVE FOR DELETE TO PUBLIC USING ('
 		'%s::text OPERATOR(pg_catalog.=) ANY ((SELECT custos.data_tenants())::text[]))', rel, col);
 	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', rel);
 	EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', rel);
@@ -722,7 +806,11 @@ BEGIN
 	IF p.relid IS NULL THEN
 		RAISE EXCEPTION '"%" is not protected by custos', tbl USING ERRCODE = 'no_data_found';
 	END IF;
+	-- the registry row goes first: the partition event trigger fires on the
+	-- ALTER TABLEs below and would otherwise put the policies back
+	DELETE FROM custos.protected_table WHERE relid = tbl;
 	FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(tbl) LOOP
+		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_allow ON %s', part);
 		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_read ON %s', part);
 		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_insert ON %s', part);
 		EXECUTE pg_catalog.format('DROP POLICY IF EXISTS custos_update ON %s', part);
@@ -730,7 +818,6 @@ BEGIN
 		EXECUTE pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', part);
 		EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', part);
 	END LOOP;
-	DELETE FROM custos.protected_table WHERE relid = tbl;
 	PERFORM custos.log(pg_catalog.jsonb_build_object(
 		'tenant', 'custos-system', 'category', 'privacy', 'action', 'UNPROTECT', 'resource_type', 'TABLE',
 		'resource_id', tbl::text, 'resource_name', p.data_class,
@@ -764,5 +851,6 @@ CREATE EVENT TRIGGER custos_protect_partitions ON ddl_command_end
 	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
 	EXECUTE FUNCTION custos.protect_new_partitions();
 
-REVOKE ALL ON FUNCTION custos.apply_protection(regclass, name), custos.protect_new_partitions() FROM PUBLIC;
+REVOKE ALL ON FUNCTION custos.apply_protection(regclass, name), custos.protect_new_partitions(),
+	custos.protect(regclass, name, text), custos.unprotect(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION custos.note_read(text, regclass), custos.set_purpose(text) TO PUBLIC;

@@ -49,19 +49,35 @@ CONF
   fi
   psql_run -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS custos CASCADE" 2>/dev/null
   psql_run -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" 2>/dev/null
-  if [ "$(psql_run -d "$DB" -tAc "SELECT count(*) FROM custos.event_log WHERE tenant = 'demo-acme'")" = "0" ]; then
-    psql_run -d "$DB" -f "$TOP/tools/demo.sql"
+  if [ "$(psql_run -d "$DB" -tAc "SELECT count(*) FROM custos.tenant WHERE id = 'demo-acme'")" = "0" ]; then
+    # the demo tokens are secrets: kept in a file only the owner can read
+    (umask 077; psql_run -d "$DB" -f "$TOP/tools/demo.sql" | grep -E "^[a-z_]+=cst_" > "$RUN/demo-tokens.txt")
   fi
   cat <<MSG
 
 custos is running: PostgreSQL 15 on 127.0.0.1:$PORT (socket in $RUN), database "$DB",
 with custos and pg_cron preloaded; the background sealer seals every 200 ms.
 
-  psql -h 127.0.0.1 -p $PORT -U postgres $DB
+Demo: reseller "demo-reseller" manages "demo-acme" (in privacy mode) and
+"demo-desk".  Tokens of the demo principals (also in $RUN/demo-tokens.txt):
 
-Try:
-  SELECT id, tenant, actor, action, resource_type, resource_name, seq, sealed FROM custos.events ORDER BY id;
-  SELECT custos.log('{"tenant":"demo-acme","action":"LOGIN","category":"login","actor":"u-42","actor_name":"Ada"}');
+$(sed 's/^/  /' "$RUN/demo-tokens.txt")
+
+Try each view as the ordinary login custos_demo (a superuser would bypass
+row-level security, as always in PostgreSQL):
+
+  psql -h 127.0.0.1 -p $PORT -U custos_demo $DB
+
+  BEGIN;
+  SELECT custos.authenticate('<token>');
+  SELECT custos.access_info();
+  SELECT tenant, action, resource_type, actor, actor_name, personal_data FROM custos.events ORDER BY id;
+  SELECT * FROM demo.images;
+  COMMIT;
+As the reseller, demo-acme's images and personal fields are hidden; as Walter
+(works council) the acme log is readable; the camera app sees its own events.
+
+As the superuser (the DBA: psql -h 127.0.0.1 -p $PORT -U postgres $DB):
   SELECT * FROM custos.verify();
   SELECT custos.digest('demo-acme');
 

@@ -13,6 +13,7 @@ extern const char *PrivacyCallerPrincipal(void);
 extern const char *PrivacyCallerKind(void);
 extern char *PrivacyAccess(void);
 extern void PrivacyCheckAppend(bool trusted, const char *tenant, const char *actor);
+extern bool PrivacyMayRead(const char *tenant);
 extern bool PrivacyHasRight(const char *principal, const char *tenant,
 							const char *right);
 

@@ -255,6 +255,23 @@ custos_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 						refuse("CREATE RULE", stmt->relation);
 					break;
 				}
+			case T_CreatePolicyStmt:
+				{
+					/* a permissive policy would open the log and its keys */
+					CreatePolicyStmt *stmt = (CreatePolicyStmt *) parsetree;
+
+					if (is_custos_relation(stmt->table))
+						refuse("CREATE POLICY", stmt->table);
+					break;
+				}
+			case T_AlterPolicyStmt:
+				{
+					AlterPolicyStmt *stmt = (AlterPolicyStmt *) parsetree;
+
+					if (is_custos_relation(stmt->table))
+						refuse("ALTER POLICY", stmt->table);
+					break;
+				}
 			case T_AlterSeqStmt:
 				{
 					/* the sealer depends on the id sequence's CACHE 1 */

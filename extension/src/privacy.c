@@ -37,6 +37,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "chain.h"
@@ -72,6 +73,7 @@ typedef struct Caller
 /* The token-authenticated caller of the current transaction. */
 static Caller token_caller;
 static LocalTransactionId token_lxid = InvalidLocalTransactionId;
+static SubTransactionId token_subxact = InvalidSubTransactionId;
 
 /*
  * The role-mapped caller, cached per outer role.  With shared memory the
@@ -101,7 +103,8 @@ privacy_catalog_present(void)
 typedef struct TenantSets
 {
 	LocalTransactionId lxid;
-	TimestampTz stmt_start;
+	uint64		completions;	/* snapshot's count of completed transactions */
+	CommandId	curcid;
 	char	   *principal;
 	Datum		visible;		/* text[]: audit log readable */
 	Datum		personal;		/* text[]: ... with personal fields */
@@ -152,6 +155,20 @@ privacy_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/* ROLLBACK TO SAVEPOINT undoes an authentication made after the savepoint */
+static void
+privacy_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && token_caller.valid &&
+		token_subxact >= mySubid)
+	{
+		token_lxid = InvalidLocalTransactionId;
+		token_caller.valid = false;
+		sets_valid = false;
+	}
+}
+
 static void
 ensure_contexts(void)
 {
@@ -168,6 +185,7 @@ ensure_contexts(void)
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(privacy_xact_callback, NULL);
+		RegisterSubXactCallback(privacy_subxact_callback, NULL);
 		xact_callback_registered = true;
 	}
 }
@@ -246,15 +264,16 @@ mapped_caller(void)
 	GuardBeginInternal(&gs);
 	PG_TRY();
 	{
-		Oid			types[1] = {TEXTOID};
+		Oid			types[1] = {OIDOID};
 		Datum		arg[1];
 
-		arg[0] = CStringGetTextDatum(GetUserNameFromId(outer, false));
+		/* by OID: a role dropped and re-created under the same name is another */
+		arg[0] = ObjectIdGetDatum(outer);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute_plan(keep_plan(&plan_role,
 									   "SELECT id, tenant, role, kind FROM custos.principal "
-									   "WHERE db_role OPERATOR(pg_catalog.=) $1::pg_catalog.name "
+									   "WHERE db_role_oid OPERATOR(pg_catalog.=) $1 "
 									   "AND disabled_at IS NULL",
 									   1, types),
 							 arg, NULL, true, 1) != SPI_OK_SELECT)
@@ -331,6 +350,22 @@ empty_text_array(void)
 }
 
 /*
+ * The sets are valid as long as the snapshot sees the same data: no
+ * transaction completed since (snapXactCompletionCount) and no command of
+ * ours changed anything (curcid).  So a grant or privacy-mode switch that
+ * commits takes effect at the reader's next statement, even inside one long
+ * PL/pgSQL call, and a REPEATABLE READ transaction keeps its view.
+ */
+static void
+snapshot_key(uint64 *completions, CommandId *curcid)
+{
+	Snapshot	snap = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
+
+	*completions = snap ? snap->snapXactCompletionCount : 0;
+	*curcid = snap ? snap->curcid : InvalidCommandId;
+}
+
+/*
  * One walk down the caller's own tenant subtree yields every set.  A tenant
  * is readable through the caller's owner/admin role, an audit.read grant on
  * it or an ancestor below the caller's tenant, or (app and shared tokens)
@@ -342,12 +377,15 @@ static TenantSets *
 tenant_sets(void)
 {
 	Caller	   *c = current_caller();
-	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	uint64		completions;
+	CommandId	curcid;
 	GuardState	gs;
 	MemoryContext old;
 
 	ensure_contexts();
-	if (sets_valid && sets.lxid == MyProc->lxid && sets.stmt_start == stmt &&
+	snapshot_key(&completions, &curcid);
+	if (sets_valid && sets.lxid == MyProc->lxid && sets.completions == completions &&
+		sets.curcid == curcid && completions != 0 &&
 		((sets.principal == NULL && !c->valid) ||
 		 (sets.principal != NULL && c->valid && strcmp(sets.principal, c->principal) == 0)))
 		return &sets;
@@ -356,7 +394,8 @@ tenant_sets(void)
 	sets_valid = false;
 	old = MemoryContextSwitchTo(SetsContext);
 	sets.lxid = MyProc->lxid;
-	sets.stmt_start = stmt;
+	sets.completions = completions;
+	sets.curcid = curcid;
 	sets.principal = c->valid ? pstrdup(c->principal) : NULL;
 	sets.visible = sets.personal = sets.data = sets.writable = empty_text_array();
 	MemoryContextSwitchTo(old);
@@ -484,6 +523,15 @@ PrivacyCheckAppend(bool trusted, const char *tenant, const char *actor)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("principal \"%s\" may not log events as actor \"%s\"", c->principal, actor),
 				 errhint("Grant the right \"audit.write_as\" on the tenant to log on behalf of others.")));
+}
+
+/* May the caller read this tenant's audit log or protected data? */
+bool
+PrivacyMayRead(const char *tenant)
+{
+	TenantSets *s = tenant_sets();
+
+	return array_has(s->visible, tenant) || array_has(s->data, tenant);
 }
 
 /* Does principal hold a live grant of "right" on tenant or an ancestor? */
@@ -668,8 +716,13 @@ custos_authenticate(PG_FUNCTION_ARGS)
 				 errmsg("another token is already authenticated in this transaction"),
 				 errhint("Use one transaction per caller.")));
 
-	copy_caller(&token_caller, &found, CallerContext);
-	token_lxid = MyProc->lxid;
+	/* already bound to this token: keep the level it was bound at */
+	if (!(token_lxid == MyProc->lxid && token_caller.valid))
+	{
+		copy_caller(&token_caller, &found, CallerContext);
+		token_lxid = MyProc->lxid;
+		token_subxact = GetCurrentSubTransactionId();
+	}
 	sets_valid = false;
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);

@@ -44,6 +44,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -62,7 +63,6 @@
 PG_FUNCTION_INFO_V1(custos_note_read);
 PG_FUNCTION_INFO_V1(custos_set_purpose);
 
-ExecutorStart_hook_type prev_ExecutorStart = NULL;
 ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 
 typedef struct ReadKey
@@ -75,6 +75,15 @@ typedef struct ReadEntry
 {
 	ReadKey		key;
 	int64		rows;
+	/*
+	 * Who read and what, captured when the first row is noted: at abort the
+	 * caller may already be cleared and catalog lookups are best avoided.
+	 */
+	bool		audit_log;
+	char		relname[2 * NAMEDATALEN + 2];
+	char		access[80];
+	char		actor[80];
+	char		actor_type[16];
 } ReadEntry;
 
 typedef enum SlotState
@@ -113,15 +122,29 @@ typedef struct ReadQueue
 static ReadQueue *queue = NULL;
 static bool drain_callbacks = false;
 
+static void
+copy_str(char *dst, size_t size, const char *src)
+{
+	strlcpy(dst, src ? src : "", size);
+}
+
 static HTAB *reads = NULL;		/* in TopTransactionContext */
-static int	exec_depth = 0;
 static char *purpose = NULL;	/* in TopTransactionContext */
 static bool hook_installed = false;
 static bool xact_callback_registered = false;
 
+static void enqueue_reads(uint64 returned, bool aborting);
+
 static void
 readaudit_xact_callback(XactEvent event, void *arg)
 {
+	/*
+	 * Rows already delivered by a query that then failed (a cursor, single-row
+	 * mode) were read all the same: queue them at abort, while
+	 * TopTransactionContext still exists.
+	 */
+	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) && reads != NULL)
+		enqueue_reads(0, true);
 	/* TopTransactionContext goes away at every transaction end */
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
@@ -129,8 +152,16 @@ readaudit_xact_callback(XactEvent event, void *arg)
 	{
 		reads = NULL;
 		purpose = NULL;
-		exec_depth = 0;
 	}
+}
+
+static void
+readaudit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						   SubTransactionId parentSubid, void *arg)
+{
+	/* a caught error (savepoint, plpgsql EXCEPTION) does not unread rows */
+	if (event == SUBXACT_EVENT_ABORT_SUB && reads != NULL)
+		enqueue_reads(0, true);
 }
 
 static void
@@ -139,6 +170,7 @@ ensure_callback(void)
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(readaudit_xact_callback, NULL);
+		RegisterSubXactCallback(readaudit_subxact_callback, NULL);
 		xact_callback_registered = true;
 	}
 }
@@ -164,6 +196,16 @@ custos_note_read(PG_FUNCTION_ARGS)
 				 errmsg("reading protected data needs custos in shared_preload_libraries"),
 				 errdetail("Every read of protected data is recorded by an executor hook that is not loaded."),
 				 errhint("Add custos to shared_preload_libraries and restart.")));
+	/*
+	 * Records are appended by the sealer, which serves one database; records
+	 * of another would wait in the shared queue for good and fill it.
+	 */
+	if (strcmp(get_database_name(MyDatabaseId), custos_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("reads of protected data can be recorded only in database \"%s\"", custos_database),
+				 errdetail("The custos sealer, which appends read records, serves that database (custos.database)."),
+				 errhint("Use custos in the database named by custos.database.")));
 
 	ensure_callback();
 	tenant = PG_GETARG_TEXT_PP(0);
@@ -180,9 +222,30 @@ custos_note_read(PG_FUNCTION_ARGS)
 		ctl.hcxt = TopTransactionContext;
 		reads = hash_create("custos reads", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	e = hash_search(reads, &key, HASH_ENTER, &found);
-	if (!found)
+	e = hash_search(reads, &key, HASH_FIND, NULL);
+	if (e == NULL)
+	{
+		/*
+		 * The marker is callable directly: record only tenants the caller may
+		 * read, so nobody can write READ events into another tenant's log.
+		 */
+		if (!PrivacyMayRead(key.tenant))
+			PG_RETURN_BOOL(true);
+		e = hash_search(reads, &key, HASH_ENTER, &found);
 		e->rows = 0;
+		{
+			Oid			nsp = CustosSchemaOid(true);
+			char	   *relname = get_rel_name(key.relid);
+
+			e->audit_log = OidIsValid(nsp) && get_rel_namespace(key.relid) == nsp;
+			copy_str(e->relname, sizeof(e->relname),
+					 psprintf("%s.%s", get_namespace_name(get_rel_namespace(key.relid)),
+							  relname ? relname : "?"));
+			copy_str(e->access, sizeof(e->access), PrivacyAccess());
+			copy_str(e->actor, sizeof(e->actor), PrivacyCallerPrincipal());
+			copy_str(e->actor_type, sizeof(e->actor_type), PrivacyCallerKind());
+		}
+	}
 	e->rows++;
 	PG_RETURN_BOOL(true);
 }
@@ -242,28 +305,22 @@ ReadAuditSetSealerLatch(Latch *latch)
 		queue->sealer_latch = latch;
 }
 
+/*
+ * Queue the records of the query that just ended; fail closed.  While the
+ * transaction is aborting nothing can fail any more: a record that does not
+ * fit is reported as a WARNING.
+ */
 static void
-copy_str(char *dst, size_t size, const char *src)
-{
-	strlcpy(dst, src ? src : "", size);
-}
-
-/* Queue the records of the query that just ended; fail closed. */
-static void
-enqueue_reads(uint64 returned)
+enqueue_reads(uint64 returned, bool aborting)
 {
 	HASH_SEQ_STATUS it;
 	ReadEntry  *e;
 	HTAB	   *todo = reads;
-	Oid			nsp = CustosSchemaOid(true);
-	char	   *access = PrivacyAccess();
-	const char *actor = PrivacyCallerPrincipal();
-	const char *actor_type = PrivacyCallerKind();
 	TimestampTz now = GetCurrentTimestamp();
 
 	reads = NULL;
 	if (RecoveryInProgress())
-		ereport(ERROR,
+		ereport(aborting ? WARNING : ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("reads of protected data cannot be recorded on a standby"),
 				 errdetail("custos records every read of protected data; a standby cannot append audit events."),
@@ -273,7 +330,6 @@ enqueue_reads(uint64 returned)
 	while ((e = hash_seq_search(&it)) != NULL)
 	{
 		ReadSlot	rec;
-		char	   *relname = get_rel_name(e->key.relid);
 		TimestampTz deadline = TimestampTzPlusMilliseconds(now, custos_read_queue_timeout_ms);
 
 		memset(&rec, 0, sizeof(rec));
@@ -282,14 +338,12 @@ enqueue_reads(uint64 returned)
 		rec.at = now;
 		rec.rows_examined = e->rows;
 		rec.rows_returned = (int64) returned;
-		rec.audit_log = OidIsValid(nsp) && get_rel_namespace(e->key.relid) == nsp;
+		rec.audit_log = e->audit_log;
 		copy_str(rec.tenant, sizeof(rec.tenant), e->key.tenant);
-		copy_str(rec.relname, sizeof(rec.relname),
-				 psprintf("%s.%s", get_namespace_name(get_rel_namespace(e->key.relid)),
-						  relname ? relname : "?"));
-		copy_str(rec.access, sizeof(rec.access), access);
-		copy_str(rec.actor, sizeof(rec.actor), actor);
-		copy_str(rec.actor_type, sizeof(rec.actor_type), actor_type);
+		copy_str(rec.relname, sizeof(rec.relname), e->relname);
+		copy_str(rec.access, sizeof(rec.access), e->access);
+		copy_str(rec.actor, sizeof(rec.actor), e->actor);
+		copy_str(rec.actor_type, sizeof(rec.actor_type), e->actor_type);
 		copy_str(rec.purpose, sizeof(rec.purpose), purpose);
 
 		for (;;)
@@ -310,6 +364,14 @@ enqueue_reads(uint64 returned)
 				break;
 			if (queue->sealer_latch)
 				SetLatch(queue->sealer_latch);
+			if (aborting)
+			{
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("the read audit queue is full: a read of \"%s\" by \"%s\" in an aborted transaction was not recorded",
+								rec.relname, rec.access)));
+				break;
+			}
 			if (GetCurrentTimestamp() >= deadline)
 				ereport(ERROR,
 						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -539,16 +601,6 @@ ReadAuditDrain(void)
 }
 
 static void
-custos_ExecutorStart(QueryDesc *queryDesc, int eflags)
-{
-	if (prev_ExecutorStart)
-		prev_ExecutorStart(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
-	exec_depth++;
-}
-
-static void
 custos_ExecutorEnd(QueryDesc *queryDesc)
 {
 	uint64		returned = queryDesc->estate ? queryDesc->estate->es_processed : 0;
@@ -558,19 +610,19 @@ custos_ExecutorEnd(QueryDesc *queryDesc)
 	else
 		standard_ExecutorEnd(queryDesc);
 
-	if (exec_depth > 0)
-		exec_depth--;
-	/* record at the end of the outermost query, never inside our own code */
-	if (exec_depth == 0 && reads != NULL && !GuardInternalActive() && !IsParallelWorker())
-		enqueue_reads(returned);
+	/*
+	 * Queue at the end of every query, nested ones included: a record split
+	 * across nested queries is merged again when the sealer drains it.
+	 */
+	if (reads != NULL && !GuardInternalActive() && !IsParallelWorker())
+		enqueue_reads(returned, false);
 }
 
 void
 ReadAuditInstallHooks(void)
 {
-	prev_ExecutorStart = ExecutorStart_hook;
-	ExecutorStart_hook = custos_ExecutorStart;
 	prev_ExecutorEnd = ExecutorEnd_hook;
 	ExecutorEnd_hook = custos_ExecutorEnd;
 	hook_installed = true;
+	ensure_callback();
 }
