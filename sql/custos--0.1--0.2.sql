@@ -182,6 +182,27 @@ CREATE FUNCTION custos.invalidate_auth() RETURNS void
 COMMENT ON FUNCTION custos.invalidate_auth() IS
 	'Makes every backend drop cached token validations (called on revocation).';
 
+-- Any change to who-is-who, by any path, empties every session's cached
+-- tokens, role mappings and tenant sets when it commits (privacy.c).
+CREATE FUNCTION custos.catalog_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM custos.invalidate_auth();
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION custos.catalog_changed() IS
+	'Trigger: invalidates cached caller data in every session when the privacy catalog changes.';
+CREATE TRIGGER invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON custos.tenant
+	FOR EACH STATEMENT EXECUTE FUNCTION custos.catalog_changed();
+CREATE TRIGGER invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON custos.principal
+	FOR EACH STATEMENT EXECUTE FUNCTION custos.catalog_changed();
+CREATE TRIGGER invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON custos.right_grant
+	FOR EACH STATEMENT EXECUTE FUNCTION custos.catalog_changed();
+CREATE TRIGGER invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON custos.token
+	FOR EACH STATEMENT EXECUTE FUNCTION custos.catalog_changed();
+REVOKE ALL ON FUNCTION custos.catalog_changed() FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- Row-level security
 -- ---------------------------------------------------------------------------
@@ -232,16 +253,20 @@ SELECT
 	custos.personal_json(e.personal, ak.key, sk.key, e.tenant, e.subject_key_id IS NOT NULL, 'metadata') AS metadata,
 	e.request_id,
 	e.access,
-	(SELECT b.first_seq OPERATOR(pg_catalog.+) pg_catalog.array_position(b.event_ids, e.id) OPERATOR(pg_catalog.-) 1
+	-- the block whose window covers the id: the first ending above it (one
+	-- probe of block_tenant_id_hi), if it also starts at or below it
+	(SELECT CASE WHEN b.id_lo OPERATOR(pg_catalog.<=) e.id
+				 THEN b.first_seq OPERATOR(pg_catalog.+) pg_catalog.array_position(b.event_ids, e.id) OPERATOR(pg_catalog.-) 1
+			END
 	   FROM custos.block b
 	  WHERE b.tenant OPERATOR(pg_catalog.=) e.tenant
 		AND b.id_hi OPERATOR(pg_catalog.>) e.id
-		AND b.id_lo OPERATOR(pg_catalog.<=) e.id) AS seq,
-	(SELECT b.block_no
+	  ORDER BY b.id_hi LIMIT 1) AS seq,
+	(SELECT CASE WHEN b.id_lo OPERATOR(pg_catalog.<=) e.id THEN b.block_no END
 	   FROM custos.block b
 	  WHERE b.tenant OPERATOR(pg_catalog.=) e.tenant
 		AND b.id_hi OPERATOR(pg_catalog.>) e.id
-		AND b.id_lo OPERATOR(pg_catalog.<=) e.id) AS block_no,
+	  ORDER BY b.id_hi LIMIT 1) AS block_no,
 	e.id OPERATOR(pg_catalog.<) coalesce((SELECT s.watermark FROM custos.sealer_state s), 1) AS sealed,
 	CASE
 		WHEN ak.key_id IS NULL THEN 'hidden'

@@ -102,9 +102,9 @@ privacy_catalog_present(void)
 /* Tenant sets of the caller, cached for one statement. */
 typedef struct TenantSets
 {
-	LocalTransactionId lxid;
-	uint64		completions;	/* snapshot's count of completed transactions */
-	CommandId	curcid;
+	uint64		generation;		/* auth_generation the sets were computed at */
+	TimestampTz valid_until;	/* earliest expiry of a grant they rely on */
+	LocalTransactionId lxid;	/* without shared memory: one transaction */
 	char	   *principal;
 	Datum		visible;		/* text[]: audit log readable */
 	Datum		personal;		/* text[]: ... with personal fields */
@@ -132,6 +132,17 @@ static uint64 token_cache_generation = 0;
 
 static bool xact_callback_registered = false;
 
+/* bump the generation once more when the changing transaction commits */
+static bool bump_at_commit = false;
+
+static void
+bump_generation(void)
+{
+	if (custos_shared)
+		pg_atomic_fetch_add_u64(&custos_shared->auth_generation, 1);
+}
+
+
 static void
 privacy_xact_callback(XactEvent event, void *arg)
 {
@@ -142,6 +153,12 @@ privacy_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			if (bump_at_commit)
+			{
+				/* after an abort too: the early bump may have been seen */
+				bump_generation();
+				bump_at_commit = false;
+			}
 			/* the token binds the caller for one transaction only */
 			token_lxid = InvalidLocalTransactionId;
 			token_caller.valid = false;
@@ -350,19 +367,16 @@ empty_text_array(void)
 }
 
 /*
- * The sets are valid as long as the snapshot sees the same data: no
- * transaction completed since (snapXactCompletionCount) and no command of
- * ours changed anything (curcid).  So a grant or privacy-mode switch that
- * commits takes effect at the reader's next statement, even inside one long
- * PL/pgSQL call, and a REPEATABLE READ transaction keeps its view.
+ * The sets stay valid until the catalog changes or a grant they rely on
+ * expires.  Every change to custos.tenant, principal or right_grant bumps
+ * the shared auth generation when it commits (and when it is made, for the
+ * changing session itself), so a grant or privacy-mode switch is seen by
+ * every session's next statement.  Without shared memory, one transaction.
  */
-static void
-snapshot_key(uint64 *completions, CommandId *curcid)
+static uint64
+auth_generation(void)
 {
-	Snapshot	snap = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
-
-	*completions = snap ? snap->snapXactCompletionCount : 0;
-	*curcid = snap ? snap->curcid : InvalidCommandId;
+	return custos_shared ? pg_atomic_read_u64(&custos_shared->auth_generation) : 0;
 }
 
 /*
@@ -377,15 +391,14 @@ static TenantSets *
 tenant_sets(void)
 {
 	Caller	   *c = current_caller();
-	uint64		completions;
-	CommandId	curcid;
+	uint64		generation = auth_generation();
 	GuardState	gs;
 	MemoryContext old;
 
 	ensure_contexts();
-	snapshot_key(&completions, &curcid);
-	if (sets_valid && sets.lxid == MyProc->lxid && sets.completions == completions &&
-		sets.curcid == curcid && completions != 0 &&
+	if (sets_valid && sets.generation == generation &&
+		(custos_shared != NULL || sets.lxid == MyProc->lxid) &&
+		GetCurrentTransactionStartTimestamp() < sets.valid_until &&
 		((sets.principal == NULL && !c->valid) ||
 		 (sets.principal != NULL && c->valid && strcmp(sets.principal, c->principal) == 0)))
 		return &sets;
@@ -394,8 +407,8 @@ tenant_sets(void)
 	sets_valid = false;
 	old = MemoryContextSwitchTo(SetsContext);
 	sets.lxid = MyProc->lxid;
-	sets.completions = completions;
-	sets.curcid = curcid;
+	sets.generation = generation;
+	sets.valid_until = DT_NOEND;
 	sets.principal = c->valid ? pstrdup(c->principal) : NULL;
 	sets.visible = sets.personal = sets.data = sets.writable = empty_text_array();
 	MemoryContextSwitchTo(old);
@@ -418,7 +431,7 @@ tenant_sets(void)
 				elog(ERROR, "SPI_connect failed");
 			if (SPI_execute_plan(keep_plan(&plan_sets,
 										   "WITH RECURSIVE g AS ("
-										   "  SELECT tenant, right_name FROM custos.right_grant"
+										   "  SELECT tenant, right_name, expires_at FROM custos.right_grant"
 										   "  WHERE principal OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
 										   "  AND (expires_at IS NULL OR expires_at OPERATOR(pg_catalog.>) pg_catalog.now())),"
 										   " sub(id, readable, hidden) AS ("
@@ -436,7 +449,8 @@ tenant_sets(void)
 										   " SELECT coalesce(pg_catalog.array_agg(id) FILTER (WHERE readable), '{}'),"
 										   "        coalesce(pg_catalog.array_agg(id) FILTER (WHERE readable AND NOT hidden), '{}'),"
 										   "        coalesce(pg_catalog.array_agg(id) FILTER (WHERE NOT hidden), '{}'),"
-										   "        coalesce(pg_catalog.array_agg(id), '{}')"
+										   "        coalesce(pg_catalog.array_agg(id), '{}'),"
+										   "        (SELECT pg_catalog.min(expires_at) FROM g)"
 										   " FROM sub",
 										   3, types),
 								 arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
@@ -458,6 +472,13 @@ tenant_sets(void)
 					sets.writable = copy;
 			}
 			MemoryContextSwitchTo(old);
+			{
+				bool		isnull;
+				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+
+				if (!isnull)
+					sets.valid_until = DatumGetTimestampTz(d);
+			}
 			SPI_finish();
 		}
 		PG_FINALLY();
@@ -750,12 +771,18 @@ custos_authenticate(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
 }
 
-/* custos.invalidate_auth(): drop cached token validations everywhere */
+/*
+ * custos.invalidate_auth(): drop cached token validations, role mappings and
+ * tenant sets everywhere.  Bumped now, for this session, and again at
+ * commit, so that no session keeps what it computed from the old state in
+ * between.
+ */
 Datum
 custos_invalidate_auth(PG_FUNCTION_ARGS)
 {
-	if (custos_shared)
-		pg_atomic_fetch_add_u64(&custos_shared->auth_generation, 1);
+	bump_generation();
+	bump_at_commit = true;
+	sets_valid = false;
 	ensure_contexts();
 	MemoryContextReset(TokenCacheContext);
 	token_cache = NULL;

@@ -383,8 +383,22 @@ enqueue_reads(uint64 returned, bool aborting)
 		}
 	}
 	hash_destroy(todo);
+
+	/*
+	 * The sealer drains the queue every custos.seal_interval anyway; waking
+	 * it for every read made it run hundreds of rounds a second.  Wake it
+	 * only when the queue is half full.
+	 */
 	if (queue->sealer_latch)
-		SetLatch(queue->sealer_latch);
+	{
+		int			used = 0;
+		int			i;
+
+		for (i = 0; i < queue->nslots; i++)
+			used += (queue->slots[i].state != SLOT_FREE);
+		if (used * 2 >= queue->nslots)
+			SetLatch(queue->sealer_latch);
+	}
 }
 
 /* Hand slots this backend took back (abort) or free them (commit). */
