@@ -2,7 +2,7 @@
 # `make test`; everything else here serves them.
 #
 #   make deps     install missing Debian packages (apt-get; needs root)
-#   make build    build the extension (and, once it exists, the gateway)
+#   make build    build the extension and the HTTP gateway
 #   make install  install the extension into PostgreSQL 15 (needs root)
 #   make run      a local cluster under .run/ with a demo; `make stop` ends it
 #   make test     pg_regress, isolation and crash tests on throwaway clusters
@@ -20,6 +20,7 @@ deps:
 
 build: deps
 	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG)
+	$(MAKE) -C gateway
 
 install: build
 	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) install
@@ -38,4 +39,5 @@ bench: install
 
 clean:
 	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) clean
+	$(MAKE) -C gateway clean
 	rm -rf build

@@ -3,8 +3,9 @@
 #
 # A PostgreSQL 15 cluster under .run/ (data, log, socket), listening on
 # 127.0.0.1 only, with custos and pg_cron preloaded, a database "custos"
-# with the extension, and a small demo.  Idempotent: `make run` on a running
-# cluster reloads the demo only if it is missing.
+# with the extension, a small demo, and custos-gateway on 127.0.0.1
+# (role custos_gateway: no superuser, owns nothing).  Idempotent: `make run`
+# on a running cluster loads the demo only if it is missing.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -53,6 +54,7 @@ CONF
     # the demo tokens are secrets: kept in a file only the owner can read
     (umask 077; psql_run -d "$DB" -f "$TOP/tools/demo.sql" | grep -E "^[a-z_]+=cst_" > "$RUN/demo-tokens.txt")
   fi
+  start_gateway
   cat <<MSG
 
 custos is running: PostgreSQL 15 on 127.0.0.1:$PORT (socket in $RUN), database "$DB",
@@ -77,6 +79,12 @@ row-level security, as always in PostgreSQL):
 As the reseller, demo-acme's images and personal fields are hidden; as Walter
 (works council) the acme log is readable; the camera app sees its own events.
 
+Over HTTP (custos-gateway on 127.0.0.1:$GW_PORT, log in $RUN/gateway.log):
+  curl -s -H "Authorization: Bearer <token>" http://127.0.0.1:$GW_PORT/v1/access-info
+  curl -s -H "Authorization: Bearer <token>" 'http://127.0.0.1:$GW_PORT/v1/events?limit=5&order=desc'
+  curl -s -H "Authorization: Bearer <token>" -H 'Accept: text/csv' http://127.0.0.1:$GW_PORT/v1/events/export
+  curl -s http://127.0.0.1:$GW_PORT/v1/openapi.yaml
+
 As the superuser (the DBA: psql -h 127.0.0.1 -p $PORT -U postgres $DB):
   SELECT * FROM custos.verify();
   SELECT custos.digest('demo-acme');
@@ -85,7 +93,31 @@ Log: $LOG.  Stop with: make stop
 MSG
 }
 
+gateway_running() { [ -f "$RUN/gateway.pid" ] && kill -0 "$(cat "$RUN/gateway.pid")" 2>/dev/null; }
+
+start_gateway() {
+  if ! gateway_running; then
+    psql_run -d "$DB" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'custos_gateway') THEN
+      CREATE ROLE custos_gateway LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT; END IF; END \$\$"
+    GW_PORT=$(free_port 8080)
+    echo "$GW_PORT" > "$RUN/gateway.port"
+    nohup "$TOP/gateway/custos-gateway" --listen "127.0.0.1:$GW_PORT" \
+      --db "host=$RUN port=$PORT dbname=$DB user=custos_gateway" \
+      >> "$RUN/gateway.log" 2>&1 &
+    echo $! > "$RUN/gateway.pid"
+    for _ in $(seq 50); do
+      (exec 3<>/dev/tcp/127.0.0.1/$GW_PORT) 2>/dev/null && break
+      sleep 0.1
+    done
+  fi
+  GW_PORT=$(cat "$RUN/gateway.port")
+}
+
 stop() {
+  if gateway_running; then
+    kill "$(cat "$RUN/gateway.pid")" && rm -f "$RUN/gateway.pid"
+    echo "custos-gateway stopped"
+  fi
   if running; then
     as_pg "$PGBIN/pg_ctl" -D "$DATA" -w -m fast stop >/dev/null
     echo "custos cluster stopped (data kept in $DATA)"

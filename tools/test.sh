@@ -5,7 +5,8 @@
 #
 # For work on a few tests: CUSTOS_TEST_OUT=dir (default build/test),
 # REGRESS="a b" and ISOLATION="c" run just those (an empty value skips the
-# suite), SKIP_CRASH=1 skips the crash and dump/restore tests.
+# suite), SKIP_CRASH=1 skips the crash and dump/restore tests, SKIP_GATEWAY=1
+# the gateway's HTTP tests.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -78,6 +79,20 @@ script_test() {	# script_test NAME SCRIPT: a shell test on its own cluster
 if [ -z "${SKIP_CRASH:-}" ]; then
   script_test crash "$TOP/tools/crash_test.sh"
   script_test dump "$TOP/tools/dump_test.sh"
+fi
+
+# the gateway's HTTP tests count one by one: add their own tally
+if [ -z "${SKIP_GATEWAY:-}" ]; then
+  echo "== gateway"
+  "$TOP/tools/gateway_test.sh" "$OUT/gateway" 2>&1 | tee "$OUT/gateway.log"
+  line=$(grep -E '^gateway: [0-9]+ passed, [0-9]+ failed$' "$OUT/gateway.log" | tail -1)
+  if [[ "$line" =~ ^gateway:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2]))
+  else
+    echo "-- gateway: the suite did not run to the end"
+    failed=$((failed + 1))
+  fi
 fi
 
 echo

@@ -1,0 +1,983 @@
+#!/usr/bin/env python3
+"""HTTP tests of custos-gateway, run by tools/gateway_test.sh.
+
+Real HTTP over loopback against a gateway connected to a real database.
+Standard library only.  Environment (set by the script):
+
+  GW_URL       http://127.0.0.1:PORT
+  GW_TOKENS    JSON file with the test tokens and principal ids
+  GW_PID       the gateway's pid (resident memory during an export)
+  GW_BINARY    the gateway binary (--routes)
+  GW_OPENAPI   docs/openapi.yaml
+  GW_PSQL      psql command line as superuser of the test database
+  GW_PG_STOP / GW_PG_START   shell commands that stop / start the cluster
+
+Prints "ok - ..." / "FAILED - ..." per check and ends with
+"http tests: N passed, M failed".
+"""
+
+import csv
+import http.client
+import io
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+
+URL = urllib.parse.urlparse(os.environ["GW_URL"])
+HOST, PORT = URL.hostname, URL.port
+TOKENS = json.load(open(os.environ["GW_TOKENS"]))
+GW_PID = int(os.environ.get("GW_PID", "0"))
+PSQL = shlex.split(os.environ["GW_PSQL"])
+
+passed = 0
+failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok - " + name, flush=True)
+    else:
+        failed += 1
+        print("FAILED - " + name + (": " + str(detail)[:600] if detail != "" else ""), flush=True)
+    return cond
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "%s %s" % (self.status, self.body[:400])
+
+
+def req(method, path, token=None, body=None, headers=None, timeout=30):
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    data = body
+    if isinstance(body, (dict, list)):
+        data = json.dumps(body).encode()
+        h.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        data = body.encode()
+    c = http.client.HTTPConnection(HOST, PORT, timeout=timeout)
+    try:
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        return Resp(r.status, r.getheaders(), r.read())
+    finally:
+        c.close()
+
+
+def psql(sql):
+    out = subprocess.run(PSQL + ["-c", sql], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return out.stdout.strip()
+
+
+def seal():
+    psql("SELECT custos.seal()")
+
+
+def is_problem(r, status, sqlstate=None):
+    if r.status != status:
+        return False
+    if not r.headers.get("content-type", "").startswith("application/problem+json"):
+        return False
+    p = r.json()
+    if p.get("status") != status or not p.get("type", "").startswith("urn:custos:problem:"):
+        return False
+    if sqlstate and p.get("sqlstate") != sqlstate:
+        return False
+    return True
+
+
+def csv_rows(body):
+    return list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
+
+
+def post_events(token, events, headers=None):
+    return req("POST", "/v1/events", token, events, headers)
+
+
+def list_events(token, **params):
+    return req("GET", "/v1/events?" + urllib.parse.urlencode(params), token)
+
+
+def test(fn):
+    """Run one test function; an exception is a failure, not a crash."""
+    try:
+        fn()
+    except Exception as e:
+        check(fn.__name__ + " raised", False, "".join(traceback.format_exception(e))[-1500:])
+    return fn
+
+
+# ---------------------------------------------------------------------------
+
+
+@test
+def health():
+    r = req("GET", "/healthz")
+    check("GET /healthz is 200", r.status == 200 and r.json() == {"status": "ok"}, r)
+    r = req("GET", "/readyz")
+    check("GET /readyz is 200 with the database up", r.status == 200 and r.json() == {"status": "ready"}, r)
+    r = req("HEAD", "/healthz")
+    check("HEAD /healthz is 200 without a body", r.status == 200 and r.body == b"", r)
+
+
+@test
+def request_ids():
+    r = req("GET", "/healthz", headers={"X-Request-Id": "test-req-42"})
+    check("X-Request-Id is echoed", r.headers.get("x-request-id") == "test-req-42", r.headers)
+    r = req("GET", "/healthz")
+    rid = r.headers.get("x-request-id", "")
+    check("X-Request-Id is generated when absent", re.fullmatch(r"[0-9a-f]{24}", rid) is not None, rid)
+    r = req("GET", "/healthz", headers={"X-Request-Id": "bad id\"with junk"})
+    rid2 = r.headers.get("x-request-id", "")
+    check("an unusable X-Request-Id is replaced, not echoed",
+          re.fullmatch(r"[0-9a-f]{24}", rid2) is not None, rid2)
+    r = req("GET", "/nowhere", headers={"X-Request-Id": "test-req-43"})
+    check("problems carry the request id", r.json().get("request_id") == "test-req-43", r)
+    log = os.path.join(os.path.dirname(os.environ["GW_TOKENS"]), "gateway.log")
+    time.sleep(0.1)
+    text = open(log).read()
+    check("the access log line is tagged with the request id",
+          re.search(r"req=test-req-42 msg=request method=GET path=/healthz .*status=200", text) is not None)
+
+
+@test
+def append_and_get():
+    alice = TOKENS["alice"]
+    r = post_events(alice, {"tenant": "acme", "action": "LOGIN", "category": "login",
+                            "actor_name": "Alice Owner", "source_ip": "198.51.100.7",
+                            "request_id": "r-1", "resource_type": "SESSION"})
+    ok = check("POST /v1/events one event is 201", r.status == 201, r)
+    if not ok:
+        return
+    body = r.json()
+    loc = r.headers.get("location", "")
+    check("201 has Location /v1/events/{id}", loc == "/v1/events/%d" % body["ids"][0], (loc, body))
+    check("the answer lists the id, not replayed", body["replayed"] is False and len(body["ids"]) == 1, body)
+    g = req("GET", loc, alice)
+    ev = g.json() if g.status == 200 else {}
+    check("GET /v1/events/{id} returns the event",
+          g.status == 200 and ev.get("id") == body["ids"][0] and ev.get("action") == "LOGIN"
+          and ev.get("actor_name") == "Alice Owner" and ev.get("source_ip") == "198.51.100.7", g)
+    check("the event's access is the token id, set by custos",
+          ev.get("access", "").startswith("tok_"), ev)
+    r = post_events(alice, [{"tenant": "acme", "action": "DEPLOY", "resource_type": "SCHEME"},
+                            {"tenant": "acme", "action": "UPDATE", "resource_type": "CAMERA_SETTINGS"},
+                            {"tenant": "acme", "action": "DELETE", "resource_type": "TRIGGER"}])
+    ids = r.json().get("ids", []) if r.status == 201 else []
+    check("POST a batch of 3 is 201 with 3 ascending ids",
+          r.status == 201 and len(ids) == 3 and ids == sorted(ids), r)
+    check("GET /v1/events/{id} of a missing id is 404",
+          is_problem(req("GET", "/v1/events/999999999", alice), 404))
+    check("GET /v1/events/{id} of a non-number is 404",
+          is_problem(req("GET", "/v1/events/abc", alice), 404))
+    check("another customer's event is 404, not 403 (no oracle)",
+          is_problem(req("GET", loc, TOKENS["dana"]), 404))
+
+
+@test
+def append_errors():
+    alice = TOKENS["alice"]
+    marker = "atomic-%d" % time.time_ns()
+    r = post_events(alice, [{"tenant": "acme", "action": "A", "resource_id": marker},
+                            {"tenant": "acme", "action": "B", "resource_id": marker, "outcome": "maybe"}])
+    check("a batch with one bad event is 400 (22023)", is_problem(r, 400, "22023"), r)
+    r = list_events(alice, resource=marker)
+    check("... and appends nothing (atomic)", r.status == 200 and r.json()["events"] == [], r)
+    check("missing tenant is 422 (23502)",
+          is_problem(post_events(alice, {"action": "X"}), 422, "23502"))
+    check("a number where a string belongs is 400 (42804)",
+          is_problem(post_events(alice, {"tenant": "acme", "action": 5}), 400, "42804"))
+    check("a text field over 1024 bytes is 400 (22001)",
+          is_problem(post_events(alice, {"tenant": "acme", "action": "X", "resource_name": "n" * 2000}), 400, "22001"))
+    check("an event over custos.max_event_bytes is 413 (54000)",
+          is_problem(post_events(alice, {"tenant": "acme", "action": "X",
+                                         "metadata": {"k%d" % i: "v" * 900 for i in range(80)}}), 413, "54000"))
+    check("an event for a tenant outside the caller's is 403",
+          is_problem(post_events(alice, {"tenant": "desk", "action": "X"}), 403, "42501"))
+    check("an actor other than the caller without audit.write_as is 403",
+          is_problem(post_events(alice, {"tenant": "acme", "action": "X", "actor": "someone-else"}), 403, "42501"))
+    big = [{"tenant": "acme", "action": "X"}] * 1001
+    check("a batch over the maximum is 413", is_problem(post_events(alice, big), 413))
+    check("an empty batch is 400", is_problem(post_events(alice, []), 400, "22023"))
+
+
+@test
+def malformed_input():
+    alice = TOKENS["alice"]
+    ct = {"Content-Type": "application/json"}
+    check("malformed JSON is 400", is_problem(req("POST", "/v1/events", alice, b'{"tenant": ', ct), 400))
+    check("trailing garbage is 400", is_problem(req("POST", "/v1/events", alice, b'{"tenant":"acme","action":"x"} x', ct), 400))
+    check("invalid UTF-8 is 400",
+          is_problem(req("POST", "/v1/events", alice, b'{"tenant":"acme","action":"\xff\xfe"}', ct), 400))
+    check("an overlong UTF-8 encoding is 400",
+          is_problem(req("POST", "/v1/events", alice, b'{"tenant":"acme","action":"\xc0\xaf"}', ct), 400))
+    check("duplicate keys are 400",
+          is_problem(req("POST", "/v1/events", alice, b'{"tenant":"acme","action":"a","action":"b"}', ct), 400))
+    nested = '{"tenant":"acme","action":"x","metadata":' + "[" * 100 + "]" * 100 + "}"
+    check("JSON nested 100 deep is 400", is_problem(req("POST", "/v1/events", alice, nested, ct), 400))
+    t0 = time.time()
+    r = req("POST", "/v1/events", alice, b"[" * 500000, ct)
+    check("500000 open brackets are a quick 400", is_problem(r, 400) and time.time() - t0 < 5, r)
+    check("a bare string is 400", is_problem(req("POST", "/v1/events", alice, b'"x"', ct), 400))
+    check("\\u0000 in a string is 400",
+          is_problem(req("POST", "/v1/events", alice, b'{"tenant":"acme","action":"a\\u0000b"}', ct), 400))
+    check("an empty body is 400", is_problem(req("POST", "/v1/events", alice, b"", ct), 400))
+    check("a body that is not application/json is 415",
+          is_problem(req("POST", "/v1/events", alice, b"tenant=acme", {"Content-Type": "application/x-www-form-urlencoded"}), 415))
+    check("a body on GET is 400", is_problem(req("GET", "/v1/access-info", alice, b"{}", ct), 400))
+
+
+@test
+def body_limits():
+    alice = TOKENS["alice"]
+    # Content-Length over the limit: answered before the body is sent
+    s = socket.create_connection((HOST, PORT), timeout=10)
+    s.sendall(("POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+               % (alice, 2 * 1024 * 1024)).encode())
+    head = s.recv(65536).decode("latin-1")
+    s.close()
+    check("a body over 1 MiB (Content-Length) is 413 before it is sent",
+          head.startswith("HTTP/1.1 413") and "application/problem+json" in head, head[:200])
+
+    # chunked, no Content-Length: refused once the bytes pass the limit
+    def chunks():
+        yield b'{"tenant":"acme","action":"'
+        for _ in range(20):
+            yield b"y" * 65536
+        yield b'"}'
+    c = http.client.HTTPConnection(HOST, PORT, timeout=30)
+    try:
+        c.request("POST", "/v1/events", body=chunks(), encode_chunked=True,
+                  headers={"Authorization": "Bearer " + alice, "Content-Type": "application/json",
+                           "Transfer-Encoding": "chunked"})
+        r = c.getresponse()
+        status = r.status
+        r.read()
+    except (ConnectionError, http.client.HTTPException) as e:
+        status = "closed: %r" % e
+    finally:
+        c.close()
+    check("a chunked body over 1 MiB is 413", status == 413, status)
+    r = req("GET", "/v1/events?action=" + "a" * 9000, alice)
+    check("a request target over --max-url is 414", is_problem(r, 414), r)
+
+
+@test
+def routing():
+    r = req("GET", "/v2/nothing")
+    check("an unknown path is 404 problem+json", is_problem(r, 404), r)
+    r = req("GET", "/v1/events/")
+    check("a trailing slash is 404", is_problem(r, 404), r)
+    r = req("DELETE", "/v1/events", TOKENS["alice"])
+    allow = r.headers.get("allow", "")
+    check("a wrong method is 405 with Allow", is_problem(r, 405) and set(allow.split(", ")) == {"GET", "POST"},
+          (r, allow))
+    r = req("POST", "/v1/tenants/acme/privacy-mode", TOKENS["alice"], {"enabled": True})
+    check("405 Allow for a path with a parameter", r.status == 405 and r.headers.get("allow") == "PUT", r)
+
+
+@test
+def authentication():
+    r = req("GET", "/v1/events")
+    check("no token is 401 with WWW-Authenticate", is_problem(r, 401) and "Bearer" in r.headers.get("www-authenticate", ""), r)
+    r = req("GET", "/v1/events", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    check("a Basic credential is 401", is_problem(r, 401), r)
+    bodies = set()
+    for name, tok in (("a forged", "cst_" + "0" * 64), ("a revoked", TOKENS["revoked"]),
+                      ("an expired", TOKENS["expired"])):
+        r = req("GET", "/v1/events", tok)
+        check(name + " token is 401 (28000)", is_problem(r, 401, "28000"), r)
+        p = r.json() if r.status == 401 else {}
+        bodies.add((p.get("detail"), p.get("hint")))
+    check("forged, revoked and expired tokens get the same answer (no oracle)", len(bodies) == 1, bodies)
+
+
+@test
+def forbidden():
+    r = req("PUT", "/v1/tenants/acme/privacy-mode", TOKENS["rita"], {"enabled": False})
+    check("a reseller admin cannot switch a customer's privacy mode (403)", is_problem(r, 403, "42501"), r)
+    r = req("POST", "/v1/tokens", TOKENS["walter"], {"principal": TOKENS["alice_id"]})
+    check("a member cannot issue a token for the owner (403)", is_problem(r, 403, "42501"), r)
+    r = req("GET", "/v1/verify", TOKENS["app"])
+    check("an app token cannot audit the chain (403)", is_problem(r, 403, "42501"), r)
+    r = req("GET", "/v1/digest?tenant=acme", TOKENS["dana"])
+    check("another customer's digest is 403", is_problem(r, 403, "42501"), r)
+
+
+@test
+def privacy_mode():
+    rita = TOKENS["rita"]
+    # Switching privacy mode on needs a token the owner issued herself; every
+    # token of the tenant issued from outside stops working.
+    r = req("PUT", "/v1/tenants/clinic/privacy-mode", TOKENS["olga"], {"enabled": True})
+    check("privacy mode cannot be switched on with a token someone else issued (403)",
+          is_problem(r, 403, "42501"), r)
+    r = req("POST", "/v1/tokens", TOKENS["olga"], {"kind": "personal", "valid_for": "1 hour", "label": "mine"})
+    olga = r.json().get("token") if r.status == 201 else None
+    check("the owner issues herself a token", olga is not None, r)
+    r = req("PUT", "/v1/tenants/clinic/privacy-mode", olga, {"enabled": True})
+    check("the owner switches privacy mode on (200)",
+          r.status == 200 and r.json() == {"tenant": "clinic", "privacy_mode": True}, r)
+    r = req("GET", "/v1/access-info", TOKENS["olga"])
+    check("... which revokes the tenant's tokens issued from outside", is_problem(r, 401, "28000"), r)
+    r = req("POST", "/v1/tokens", rita, {"principal": TOKENS["olga_id"]})
+    check("a reseller cannot mint a token for the owner of a tenant in privacy mode", is_problem(r, 403), r)
+    marker = "pm-%d" % time.time_ns()
+    r = post_events(olga, {"tenant": "clinic", "action": "VIEW", "resource_id": marker,
+                           "actor_name": "Olga Owner", "source_ip": "203.0.113.9",
+                           "subject": "patient-17", "description": "looked at camera 3"})
+    check("the owner appends an event with personal fields", r.status == 201, r)
+    mine = list_events(olga, resource=marker).json()["events"]
+    check("the owner sees the personal fields",
+          len(mine) == 1 and mine[0]["actor_name"] == "Olga Owner" and mine[0]["subject"] == "patient-17"
+          and mine[0]["personal_data"] == "clear", mine)
+    theirs = list_events(rita, resource=marker)
+    ev = theirs.json()["events"] if theirs.status == 200 else []
+    check("the reseller sees the event but no personal field (privacy mode)",
+          len(ev) == 1 and ev[0]["actor_name"] is None and ev[0]["source_ip"] is None
+          and ev[0]["subject"] is None and ev[0]["description"] is None
+          and ev[0]["personal_data"] == "hidden" and ev[0]["action"] == "VIEW", theirs)
+    r = list_events(rita, subject="patient-17", tenant="clinic")
+    check("the reseller cannot find it by subject either", r.status == 200 and r.json()["events"] == [], r)
+    r = req("GET", "/v1/events/export?format=csv&resource=" + marker, rita)
+    rows = csv_rows(r.body) if r.status == 200 else []
+    check("nor in an export", len(rows) == 2 and dict(zip(rows[0], rows[1]))["subject"] == ""
+          and dict(zip(rows[0], rows[1]))["personal_data"] == "hidden", r)
+    # the owner lets the reseller in for an hour, then takes it back
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    g = req("POST", "/v1/grants", olga, {"tenant": "clinic", "principal": TOKENS["rita_id"],
+                                         "right": "data.read", "expires_at": until})
+    gid = g.json().get("id") if g.status == 201 else None
+    check("the owner grants data.read to the reseller (201 + Location)",
+          g.status == 201 and g.headers.get("location") == "/v1/grants/%s" % gid, g)
+    ev = list_events(rita, resource=marker).json()["events"]
+    check("with data.read the reseller sees the personal fields",
+          len(ev) == 1 and ev[0]["subject"] == "patient-17" and ev[0]["personal_data"] == "clear", ev)
+    d = req("DELETE", "/v1/grants/%s" % gid, olga)
+    check("DELETE /v1/grants/{id} is 204", d.status == 204 and d.body == b"", d)
+    ev = list_events(rita, resource=marker).json()["events"]
+    check("after the revocation the fields are hidden again",
+          len(ev) == 1 and ev[0]["subject"] is None and ev[0]["personal_data"] == "hidden", ev)
+    # the reseller's reads are themselves audit events of clinic
+    rita_tok = req("GET", "/v1/access-info", rita).json()["token"]
+    seal()
+    n = int(psql("SELECT count(*) FROM custos.event_log WHERE tenant = 'clinic' AND action = 'READ' "
+                 "AND access = '%s'" % rita_tok))
+    check("the reseller's reads of the log are READ events in the customer's log", n >= 1, n)
+    r = req("PUT", "/v1/tenants/clinic/privacy-mode", olga, {"enabled": False})
+    check("the owner switches privacy mode off", r.status == 200 and r.json()["privacy_mode"] is False, r)
+    check("privacy mode needs {\"enabled\": boolean} (400)",
+          is_problem(req("PUT", "/v1/tenants/clinic/privacy-mode", olga, {"enabled": "yes"}), 400, "22023"))
+    check("unknown fields are 400",
+          is_problem(req("PUT", "/v1/tenants/clinic/privacy-mode", olga, {"enabled": True, "x": 1}), 400, "22023"))
+    check("privacy mode of a missing tenant is 404",
+          is_problem(req("PUT", "/v1/tenants/nope/privacy-mode", olga, {"enabled": True}), 404, "P0002"))
+
+
+@test
+def app_tokens():
+    app, other, alice = TOKENS["app"], TOKENS["other_app"], TOKENS["alice"]
+    marker = "app-%d" % time.time_ns()
+    a = post_events(app, [{"tenant": "acme", "action": "SNAPSHOT", "resource_id": marker}] * 2)
+    b = post_events(other, {"tenant": "acme", "action": "SNAPSHOT", "resource_id": marker})
+    check("two apps append", a.status == 201 and b.status == 201, (a, b))
+    seen = list_events(app, resource=marker).json()["events"]
+    check("an app token sees only the events it appended",
+          len(seen) == 2 and all(e["access"] == TOKENS["app_id"] for e in seen), seen)
+    everything = list_events(app, limit=1000).json()["events"]
+    check("... in the whole log too", all(e["access"] == TOKENS["app_id"] for e in everything), len(everything))
+    seen = list_events(other, resource=marker).json()["events"]
+    check("the other app sees only its one", len(seen) == 1, seen)
+    seen = list_events(alice, resource=marker).json()["events"]
+    check("the owner sees all three", len(seen) == 3, seen)
+    r = req("GET", "/v1/events/%d" % a.json()["ids"][0], other)
+    check("another app's event is 404 to an app token", is_problem(r, 404), r)
+
+
+@test
+def filters_and_params():
+    dana = TOKENS["dana"]
+    marker = "flt-%d" % time.time_ns()
+    r = post_events(dana, [
+        {"tenant": "desk", "action": "BOOK", "category": "booking", "resource_type": "DESK",
+         "resource_id": marker, "occurred_at": "2026-01-10T10:00:00Z", "subject": "emp-1",
+         "outcome": "success", "target_level": "GROUP"},
+        {"tenant": "desk", "action": "CANCEL", "category": "booking", "resource_type": "DESK",
+         "resource_id": marker, "occurred_at": 1768125600, "subject": "emp-2",
+         "outcome": "failure", "target_level": "ENDPOINT"},
+    ])
+    check("appended two events to filter", r.status == 201, r)
+
+    def n(**p):
+        res = list_events(dana, resource=marker, **p)
+        return len(res.json()["events"]) if res.status == 200 else res
+
+    check("filter action", n(action="BOOK") == 1)
+    check("filter category", n(category="booking") == 2)
+    check("filter resource_type", n(resource_type="DESK") == 2)
+    check("filter outcome", n(outcome="failure") == 1)
+    check("filter target_level", n(target_level="GROUP") == 1)
+    check("filter subject (decrypted)", n(subject="emp-2") == 1)
+    check("filter actor (decrypted)", n(actor=TOKENS["dana_id"]) == 2)
+    check("filter from (RFC 3339) and to (epoch seconds)",
+          n(**{"from": "2026-01-10T00:00:00Z", "to": "1768125600"}) == 1)
+    check("filter from with an offset", n(**{"from": "2026-01-11T11:00:00+01:00"}) == 1)
+    check("filter access", n(access=req("GET", "/v1/access-info", dana).json()["token"]) == 2)
+    check("filter tenant", n(tenant="acme") == 0)
+    for what, params, state in (
+            ("an unknown filter", {"colour": "red"}, "22023"),
+            ("a bad time", {"from": "yesterday"}, "22007"),
+            ("a bad outcome", {"outcome": "maybe"}, "22023"),
+            ("limit 0", {"limit": "0"}, "22023"),
+            ("limit 1001", {"limit": "1001"}, "22023"),
+            ("a non-numeric limit", {"limit": "ten"}, "22P02"),
+            ("a bad order", {"order": "sideways"}, "22023"),
+            ("a forged cursor", {"cursor": "Zm9vYmFy"}, "22023"),
+            ("a garbage cursor", {"cursor": "!!!"}, "22023")):
+        r = list_events(dana, **params)
+        check(what + " is 400 (%s)" % state, is_problem(r, 400, state), r)
+    r = req("GET", "/v1/events?action=a&action=b", dana)
+    check("a repeated parameter is 400", is_problem(r, 400), r)
+    r = req("GET", "/v1/events?action=%FF%FE", dana)
+    check("a parameter that is not UTF-8 is 400", is_problem(r, 400), r)
+    r = req("GET", "/v1/events?action=a%00b", dana)
+    check("a NUL byte in a parameter is 400", is_problem(r, 400), r)
+
+
+def page_through(token, order, limit, **filters):
+    """All ids of a listing, following next_cursor; checks the Link header."""
+    ids, cursor, pages, links_ok = [], None, 0, True
+    while pages < 500:
+        params = dict(filters, order=order, limit=limit)
+        if cursor:
+            params["cursor"] = cursor
+        r = list_events(token, **params)
+        if r.status != 200:
+            raise RuntimeError(repr(r))
+        page = r.json()
+        ids += [e["id"] for e in page["events"]]
+        cursor = page["next_cursor"]
+        link = r.headers.get("link")
+        if cursor and (link is None or ("cursor=" + cursor) not in link or 'rel="next"' not in link):
+            links_ok = False
+        if not cursor and link:
+            links_ok = False
+        pages += 1
+        if not cursor:
+            return ids, pages, links_ok
+    raise RuntimeError("no last page after 500 pages")
+
+
+@test
+def keyset_paging():
+    pager, writer = TOKENS["pager"], TOKENS["writer"]
+    kind = "PAGE-%d" % time.time_ns()
+    r = post_events(pager, [{"tenant": "desk", "action": "P", "resource_type": kind, "resource_id": str(i)}
+                            for i in range(60)])
+    initial = r.json()["ids"] if r.status == 201 else []
+    check("60 events to page through", len(initial) == 60, r)
+    stop = threading.Event()
+    appended = []
+
+    def append_meanwhile():
+        # bounded: an ascending listing must be able to catch up with the appends
+        while not stop.is_set() and len(appended) < 40:
+            a = post_events(writer, {"tenant": "desk", "action": "P", "resource_type": kind})
+            if a.status == 201:
+                appended.extend(a.json()["ids"])
+            time.sleep(0.02)
+    t = threading.Thread(target=append_meanwhile)
+    t.start()
+    try:
+        time.sleep(0.1)
+        desc, pages, links = page_through(pager, "desc", 7, resource_type=kind)
+        asc, pages2, links2 = page_through(pager, "asc", 9, resource_type=kind)
+    finally:
+        stop.set()
+        t.join()
+    check("appends happened while paging", len(appended) > 0, len(appended))
+    check("desc: no duplicate", len(desc) == len(set(desc)), desc)
+    check("desc: strictly descending ids", all(a > b for a, b in zip(desc, desc[1:])), desc)
+    check("desc: every event that existed before the listing, none missing",
+          set(initial) <= set(desc), sorted(set(initial) - set(desc)))
+    check("desc: %d pages of 7" % pages, pages >= 9, pages)
+    check("asc: no duplicate, strictly ascending", all(a < b for a, b in zip(asc, asc[1:])), asc)
+    check("asc: every event that existed before the listing", set(initial) <= set(asc),
+          sorted(set(initial) - set(asc)))
+    check("Link: <...cursor=...>; rel=\"next\" on every page but the last", links and links2)
+    # following the Link header itself gives the same next page
+    r = list_events(pager, resource_type=kind, limit=5, order="asc")
+    link = r.headers.get("link", "")
+    m = re.match(r"<([^>]+)>; rel=\"next\"", link)
+    r2 = req("GET", m.group(1), pager) if m else None
+    check("the Link target is the next page",
+          r2 is not None and r2.status == 200 and r2.json()["events"][0]["id"] == r.json()["events"][-1]["id"] + 0
+          or (r2 is not None and r2.json()["events"][0]["id"] > r.json()["events"][-1]["id"]), (link, r2))
+    c = r.json()["next_cursor"]
+    r3 = list_events(pager, resource_type=kind, limit=5, order="desc", cursor=c)
+    check("a cursor used with the other order is 400", is_problem(r3, 400, "22023"), r3)
+
+
+@test
+def export_formats():
+    dana = TOKENS["dana"]
+    kind = "CSV-%d" % time.time_ns()
+    tricky = [
+        {"action": "=HYPERLINK(\"http://x\",\"y\")", "resource_id": "+1", "resource_name": "@SUM(A1)",
+         "target_name": "\tTAB", "description": "-2+3"},
+        {"action": "PLAIN", "resource_id": "a,b", "resource_name": "say \"hi\"",
+         "description": "line one\nline two\r\nthree", "target_name": "\rCR"},
+    ]
+    r = post_events(dana, [dict(t, tenant="desk", resource_type=kind) for t in tricky])
+    check("events with formulas, quotes, commas and newlines", r.status == 201, r)
+    r = req("GET", "/v1/events/export?" + urllib.parse.urlencode({"resource_type": kind}), dana,
+            headers={"Accept": "text/csv"})
+    ok = check("GET /v1/events/export with Accept: text/csv is 200 text/csv",
+               r.status == 200 and r.headers.get("content-type", "").startswith("text/csv"), r)
+    if not ok:
+        return
+    check("... chunked (streamed), not a Content-Length",
+          r.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.headers, r.headers)
+    rows = csv_rows(r.body)
+    header = rows[0]
+    check("CSV has a header row", header[:4] == ["id", "tenant", "occurred_at", "recorded_at"], header)
+    recs = [dict(zip(header, row)) for row in rows[1:]]
+    check("CSV has the two rows", len(recs) == 2, recs)
+    if len(recs) == 2:
+        a, b = recs
+        check("= is neutralised", a["action"] == "'=HYPERLINK(\"http://x\",\"y\")", a["action"])
+        check("+ is neutralised", a["resource_id"] == "'+1", a["resource_id"])
+        check("@ is neutralised", a["resource_name"] == "'@SUM(A1)", a["resource_name"])
+        check("tab is neutralised", a["target_name"] == "'\tTAB", a["target_name"])
+        check("- is neutralised", a["description"] == "'-2+3", a["description"])
+        check("CR is neutralised", b["target_name"] == "'\rCR", repr(b["target_name"]))
+        check("commas survive RFC 4180 quoting", b["resource_id"] == "a,b", b["resource_id"])
+        check("quotes survive RFC 4180 quoting", b["resource_name"] == 'say "hi"', b["resource_name"])
+        check("line breaks survive RFC 4180 quoting", b["description"] == "line one\nline two\r\nthree",
+              repr(b["description"]))
+        check("plain cells are unchanged", b["action"] == "PLAIN", b["action"])
+        check("times are RFC 3339 UTC", re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", a["occurred_at"]),
+              a["occurred_at"])
+    raw = r.body.decode()
+    check("a quoted cell is quoted as RFC 4180 says", '"say ""hi"""' in raw, raw[:300])
+    r = req("GET", "/v1/events/export?" + urllib.parse.urlencode({"resource_type": kind}), dana,
+            headers={"Accept": "application/x-ndjson"})
+    ok = check("NDJSON export is 200 application/x-ndjson",
+               r.status == 200 and r.headers.get("content-type") == "application/x-ndjson", r)
+    if ok:
+        lines = r.body.decode().split("\n")
+        check("NDJSON ends with a newline", lines[-1] == "", lines[-1:])
+        objs = [json.loads(line) for line in lines[:-1]]
+        check("NDJSON: one JSON object per line, as stored (no neutralising)",
+              len(objs) == 2 and objs[0]["action"] == tricky[0]["action"]
+              and objs[1]["description"] == tricky[1]["description"], objs)
+    r = req("GET", "/v1/events/export?format=ndjson&resource_type=" + kind, dana)
+    check("?format=ndjson works without Accept", r.status == 200 and r.body.count(b"\n") == 2, r)
+    r = req("GET", "/v1/events/export?resource_type=" + kind, dana, headers={"Accept": "application/xml"})
+    check("an export nobody can read is 406", is_problem(r, 406), r)
+    r = req("GET", "/v1/events/export?colour=red", dana, headers={"Accept": "text/csv"})
+    check("an export with a bad filter is 400 before any row", is_problem(r, 400, "22023"), r)
+    r = req("GET", "/v1/events/export", "cst_" + "1" * 64, headers={"Accept": "text/csv"})
+    check("an export with a bad token is 401", is_problem(r, 401, "28000"), r)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@test
+def export_constant_memory():
+    rows_expected = int(TOKENS["bulk_rows"])
+    before = rss_kib(GW_PID)
+    peak = before
+    c = http.client.HTTPConnection(HOST, PORT, timeout=120)
+    t0 = time.time()
+    c.request("GET", "/v1/events/export?tenant=bulk&action=BULK",
+              headers={"Authorization": "Bearer " + TOKENS["bulk"], "Accept": "application/x-ndjson"})
+    r = c.getresponse()
+    n, nbytes, last = 0, 0, time.time()
+    while True:
+        chunk = r.read(1 << 16)
+        if not chunk:
+            break
+        n += chunk.count(b"\n")
+        nbytes += len(chunk)
+        if time.time() - last > 0.05:
+            peak = max(peak, rss_kib(GW_PID))
+            last = time.time()
+    c.close()
+    dt = time.time() - t0
+    peak = max(peak, rss_kib(GW_PID))
+    check("export of %d rows: all of them arrive" % rows_expected, r.status == 200 and n == rows_expected,
+          (r.status, n))
+    print("# export: %d rows, %.1f MB in %.2fs (%.0f rows/s); gateway RSS %d KiB before, peak %d KiB"
+          % (n, nbytes / 1e6, dt, n / dt if dt else 0, before, peak), flush=True)
+    if os.environ.get("GW_BINARY", "").endswith("-asan"):
+        print("# (AddressSanitizer keeps freed memory in quarantine: resident memory not checked)")
+    else:
+        check("the gateway's memory stays flat during the export (peak - before < 8 MiB)",
+              peak - before < 8 * 1024, (before, peak))
+
+
+@test
+def export_cancel():
+    c = http.client.HTTPConnection(HOST, PORT, timeout=60)
+    c.request("GET", "/v1/events/export?tenant=bulk",
+              headers={"Authorization": "Bearer " + TOKENS["bulk"], "Accept": "text/csv"})
+    r = c.getresponse()
+    first = r.read(65536)
+    check("a large export starts", r.status == 200 and len(first) == 65536, r.status)
+    active = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'custos_gateway' " \
+             "AND state = 'active' AND query LIKE 'COPY%export_rows%'"
+    running = 0
+    for _ in range(40):
+        running = int(psql(active))
+        if running:
+            break
+        time.sleep(0.05)
+    check("its COPY runs in the database while the client stalls", running == 1, running)
+    # the client goes away
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    left = None
+    for _ in range(100):
+        left = int(psql(active))
+        if left == 0:
+            break
+        time.sleep(0.05)
+    check("after the client disconnects, the COPY is cancelled (pg_stat_activity)", left == 0, left)
+    idle_in_tx = int(psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'custos_gateway' "
+                          "AND state LIKE 'idle in transaction%'"))
+    check("... and no gateway session is left in a transaction", idle_in_tx == 0, idle_in_tx)
+    r = req("GET", "/readyz")
+    check("the gateway serves on", r.status == 200, r)
+
+
+@test
+def idempotency():
+    dana = TOKENS["dana"]
+    key = "idem-%d" % time.time_ns()
+    ev = {"tenant": "desk", "action": "PAY", "resource_id": key}
+    a = post_events(dana, ev, {"Idempotency-Key": key})
+    b = post_events(dana, ev, {"Idempotency-Key": key})
+    check("an append with an Idempotency-Key is 201", a.status == 201 and a.json()["replayed"] is False, a)
+    check("the retry returns the same ids, marked replayed",
+          b.status == 201 and b.json()["ids"] == a.json()["ids"] and b.json()["replayed"] is True
+          and b.headers.get("idempotent-replayed") == "true"
+          and b.headers.get("location") == a.headers.get("location"), b)
+    n = len(list_events(dana, resource=key).json()["events"])
+    check("... and appends no duplicate", n == 1, n)
+    c = post_events(dana, dict(ev, action="REFUND"), {"Idempotency-Key": key})
+    check("the same key with another body is 422", is_problem(c, 422, "23505"), c)
+    d = post_events(dana, ev, {"Idempotency-Key": "bad key with spaces"})
+    check("an invalid key is 400", is_problem(d, 400, "22023"), d)
+    # concurrent retries: one append
+    key2 = key + "-c"
+    results = []
+
+    def go():
+        results.append(post_events(dana, dict(ev, resource_id=key2), {"Idempotency-Key": key2}))
+    ts = [threading.Thread(target=go) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    ids = {tuple(r.json()["ids"]) for r in results if r.status == 201}
+    check("4 concurrent requests with one key: all 201 with the same ids",
+          len(ids) == 1 and all(r.status == 201 for r in results), results)
+    n = len(list_events(dana, resource=key2).json()["events"])
+    check("... and one event", n == 1, n)
+    other = post_events(TOKENS["pager"], ev, {"Idempotency-Key": key})
+    check("keys are per token: another token's same key appends",
+          other.status == 201 and other.json()["replayed"] is False, other)
+
+
+@test
+def rate_limits():
+    hammer = TOKENS["hammer"]
+    statuses = []
+    retry = None
+    c = http.client.HTTPConnection(HOST, PORT, timeout=30)
+    for _ in range(160):
+        c.request("GET", "/v1/access-info", headers={"Authorization": "Bearer " + hammer})
+        r = c.getresponse()
+        r.read()
+        statuses.append(r.status)
+        if r.status == 429:
+            retry = r.getheader("Retry-After")
+            body = None
+    c.close()
+    check("a token hammering the API gets 429", 429 in statuses and 200 in statuses,
+          {s: statuses.count(s) for s in set(statuses)})
+    check("429 carries Retry-After (seconds)", retry is not None and retry.isdigit() and int(retry) >= 1, retry)
+    r = req("GET", "/v1/access-info", TOKENS["walter"])
+    check("other tokens are not limited by it", r.status == 200, r)
+    got = [req("GET", "/v1/digest", hammer).status for _ in range(12)]
+    check("the expensive class (digest, verify, export) is stricter", 429 in got and got.count(200) <= 9, got)
+    r = req("GET", "/v1/digest", hammer)
+    check("a 429 is problem+json", is_problem(r, 429), r)
+
+
+@test
+def connection_limits():
+    socks = []
+    try:
+        for _ in range(45):
+            s = socket.create_connection((HOST, PORT), timeout=5)
+            socks.append(s)
+        time.sleep(0.2)
+        r = req("GET", "/v1/access-info", TOKENS["walter"])
+        check("beyond --max-connections a request gets 503, not a queue",
+              is_problem(r, 503) and r.headers.get("retry-after") == "1", r)
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.3)
+    r = req("GET", "/healthz")
+    check("once connections close, requests are served again", r.status == 200, r)
+
+
+@test
+def slow_client():
+    s = socket.create_connection((HOST, PORT), timeout=10)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")    # and never the end of the headers
+    t0 = time.time()
+    try:
+        data = s.recv(4096)
+    except socket.timeout:
+        data = None
+    dt = time.time() - t0
+    s.close()
+    check("a client that stops sending is cut off after --timeout (2s)", data is not None and 1.5 < dt < 6,
+          (data, round(dt, 2)))
+    # an idle keep-alive connection likewise
+    c = http.client.HTTPConnection(HOST, PORT, timeout=10)
+    c.request("GET", "/healthz")
+    c.getresponse().read()
+    time.sleep(3)
+    try:
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        closed = False
+    except (ConnectionError, http.client.HTTPException):
+        closed = True
+    c.close()
+    check("an idle keep-alive connection is closed after --timeout", closed)
+
+
+def metric(text, name, **labels):
+    want = ",".join('%s="%s"' % kv for kv in labels.items())
+    pat = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if labels else "") + r" ([0-9.e+]+)"
+    m = re.search("^" + pat + "$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+@test
+def metrics():
+    before = req("GET", "/metrics").body.decode()
+    post_events(TOKENS["walter"], {"tenant": "acme", "action": "METRIC"})
+    req("GET", "/v1/events", "cst_" + "2" * 64)
+    req("GET", "/nowhere")
+    r = req("GET", "/metrics")
+    after = r.body.decode()
+    check("GET /metrics is Prometheus text", r.status == 200 and r.headers.get("content-type", "").startswith("text/plain")
+          and "# TYPE custos_gateway_requests_total counter" in after, r)
+    check("requests_total by route and status moves",
+          metric(after, "custos_gateway_requests_total", route="events.append", status="201")
+          == metric(before, "custos_gateway_requests_total", route="events.append", status="201") + 1)
+    check("404s without a route are counted",
+          metric(after, "custos_gateway_requests_total", route="none", status="404")
+          > metric(before, "custos_gateway_requests_total", route="none", status="404"))
+    check("database errors by class move (28: the bad token)",
+          metric(after, "custos_gateway_db_errors_total", **{"class": "28"})
+          > metric(before, "custos_gateway_db_errors_total", **{"class": "28"}))
+    check("a latency histogram per route",
+          metric(after, "custos_gateway_request_duration_seconds_count", route="events.append") >= 1
+          and 'custos_gateway_request_duration_seconds_bucket{route="events.append",le="+Inf"}' in after)
+    check("pool usage", metric(after, "custos_gateway_pool_size") == 8
+          and metric(after, "custos_gateway_pool_connected") >= 1)
+    check("rate limiting is counted", metric(after, "custos_gateway_rate_limited_total") >= 1)
+
+
+@test
+def openapi():
+    r = req("GET", "/v1/openapi.yaml")
+    doc = open(os.environ["GW_OPENAPI"]).read()
+    check("GET /v1/openapi.yaml serves docs/openapi.yaml",
+          r.status == 200 and r.headers.get("content-type") == "application/yaml" and r.body.decode() == doc,
+          r.status)
+    routes = subprocess.run([os.environ["GW_BINARY"], "--routes"], capture_output=True, text=True).stdout
+    in_router = {tuple(line.split(" ", 1)) for line in routes.splitlines() if line}
+    in_doc, path = set(), None
+    in_paths = False
+    for line in doc.splitlines():
+        if line.startswith("paths:"):
+            in_paths = True
+            continue
+        if in_paths and re.match(r"^\S", line):
+            in_paths = False
+        if not in_paths:
+            continue
+        m = re.match(r"^  (/\S*):\s*$", line)
+        if m:
+            path = m.group(1)
+            continue
+        m = re.match(r"^    (get|put|post|delete|patch):\s*$", line)
+        if m and path:
+            in_doc.add((m.group(1).upper(), path))
+    check("every route of router.c is in openapi.yaml", in_router <= in_doc, sorted(in_router - in_doc))
+    check("every operation of openapi.yaml is a route of router.c", in_doc <= in_router, sorted(in_doc - in_router))
+    check("the route table is not empty", len(in_router) >= 16, len(in_router))
+
+
+@test
+def access_info():
+    r = req("GET", "/v1/access-info", TOKENS["walter"])
+    a = r.json() if r.status == 200 else {}
+    check("GET /v1/access-info: principal, tenant, token kind",
+          a.get("principal") == TOKENS["walter_id"] and a.get("tenant") == "acme"
+          and a.get("token_kind") == "personal" and a.get("token", "").startswith("tok_"), a)
+    check("... and rights: walter's audit.read on acme",
+          any(g["right"] == "audit.read" and g["tenant"] == "acme" and not g["implicit"] for g in a.get("rights", [])),
+          a.get("rights"))
+    a = req("GET", "/v1/access-info", TOKENS["app"]).json()
+    check("an app token is reported as such", a.get("token_kind") == "app", a)
+
+
+@test
+def chain():
+    alice = TOKENS["alice"]
+    seal()
+    r = req("GET", "/v1/verify", alice)
+    v = r.json() if r.status == 200 else {}
+    check("GET /v1/verify (own tenant) is ok", r.status == 200 and v.get("ok") is True and v.get("tenant") == "acme", r)
+    r = req("GET", "/v1/digest?tenant=acme", alice)
+    d = r.json() if r.status == 200 else {}
+    check("GET /v1/digest gives the head", r.status == 200 and re.fullmatch(r"[0-9a-f]{64}", d.get("head", "")), r)
+    r = req("GET", "/v1/verify?" + urllib.parse.urlencode({"tenant": "acme", "digest": json.dumps(d)}), alice)
+    check("GET /v1/verify with a kept digest is ok", r.status == 200 and r.json().get("ok") is True, r)
+    r = req("GET", "/v1/verify?" + urllib.parse.urlencode({"digest": "{not json"}), alice)
+    check("a malformed digest is 400", is_problem(r, 400), r)
+    r = req("GET", "/v1/verify?" + urllib.parse.urlencode({"digest": json.dumps(dict(d, head="0" * 64))}), alice)
+    check("a rewritten digest fails verification (200, ok false)",
+          r.status == 200 and r.json().get("ok") is False and r.json().get("failure") == "rewritten", r)
+    check("GET /v1/verify?tenant=acme for the works council (audit.read)",
+          req("GET", "/v1/verify?tenant=acme", TOKENS["walter"]).status == 200)
+    check("GET /v1/verify?tenant=acme for the reseller admin",
+          req("GET", "/v1/verify?tenant=acme", TOKENS["rita"]).status == 200)
+    check("an unknown parameter is 400", is_problem(req("GET", "/v1/verify?tenants=acme", alice), 400))
+
+
+@test
+def tokens_and_grants():
+    alice = TOKENS["alice"]
+    r = req("POST", "/v1/tokens", alice, {"kind": "app", "valid_for": "2 hours", "label": "camera 9"})
+    t = r.json() if r.status == 201 else {}
+    check("POST /v1/tokens is 201 with the secret once and Location",
+          r.status == 201 and t.get("token", "").startswith("cst_") and t.get("kind") == "app"
+          and r.headers.get("location") == "/v1/tokens/" + t.get("token_id", "?"), r)
+    check("token answers are not cached", r.headers.get("cache-control") == "no-store", r.headers)
+    if t:
+        a = req("GET", "/v1/access-info", t["token"]).json()
+        check("the new token works", a.get("token") == t["token_id"] and a.get("token_kind") == "app", a)
+        d = req("DELETE", "/v1/tokens/" + t["token_id"], alice)
+        check("DELETE /v1/tokens/{id} is 204", d.status == 204, d)
+        check("the revoked token is 401 at once", is_problem(req("GET", "/v1/access-info", t["token"]), 401, "28000"))
+    check("DELETE of a missing token is 404", is_problem(req("DELETE", "/v1/tokens/tok_nope", alice), 404, "P0002"))
+    check("a bad valid_for is 400",
+          is_problem(req("POST", "/v1/tokens", alice, {"valid_for": "forever"}), 400))
+    check("a token for more than a year is 400",
+          is_problem(req("POST", "/v1/tokens", alice, {"valid_for": "400 days"}), 400, "22023"))
+    check("a token body must be an object",
+          is_problem(req("POST", "/v1/tokens", alice, [1]), 400))
+    r = req("POST", "/v1/grants", alice, {"tenant": "acme", "principal": TOKENS["walter_id"], "right": "audit.fly"})
+    check("an unknown right is 400", is_problem(r, 400, "22023"), r)
+    r = req("POST", "/v1/grants", alice, {"tenant": "acme"})
+    check("a grant without principal and right is 422", is_problem(r, 422, "23502"), r)
+    check("DELETE of a missing grant is 404", is_problem(req("DELETE", "/v1/grants/99999999", alice), 404, "P0002"))
+    check("DELETE of a non-numeric grant id is 404", is_problem(req("DELETE", "/v1/grants/x", alice), 404))
+    r = req("POST", "/v1/grants", alice, {"tenant": "acme", "principal": TOKENS["walter_id"],
+                                          "right": "audit.export", "expires_at": 4102444800})
+    check("POST /v1/grants with epoch expires_at is 201", r.status == 201, r)
+
+
+@test
+def database_restart():
+    """The database goes away under load and comes back: 503 meanwhile, then recovery."""
+    stop = threading.Event()
+    seen = []
+    lock = threading.Lock()
+
+    def load():
+        while not stop.is_set():
+            try:
+                r = req("GET", "/v1/access-info", TOKENS["writer"], timeout=10)
+                with lock:
+                    seen.append((time.time(), r.status))
+            except Exception as e:
+                with lock:
+                    seen.append((time.time(), "exc %r" % e))
+            time.sleep(0.03)
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        time.sleep(0.5)
+        subprocess.run(["bash", "-c", os.environ["GW_PG_STOP"]], check=True, capture_output=True, timeout=60)
+        down_at = time.time()
+        time.sleep(1.0)
+        r = req("GET", "/readyz")
+        check("/readyz is 503 while the database is down", is_problem(r, 503), r)
+        subprocess.run(["bash", "-c", os.environ["GW_PG_START"]], check=True, capture_output=True, timeout=60)
+        up_at = time.time()
+        recovered = None
+        for _ in range(100):
+            time.sleep(0.1)
+            with lock:
+                after = [s for ts, s in seen if ts > up_at]
+            if 200 in after:
+                recovered = time.time() - up_at
+                break
+    finally:
+        stop.set()
+        t.join()
+    during = [s for ts, s in seen if down_at + 0.2 < ts < up_at]
+    check("requests while the database is down are 503", during and all(s == 503 for s in during),
+          {str(s): during.count(s) for s in set(during)})
+    check("no 500 and no hang at any time", all(s in (200, 503, 429) for ts, s in seen),
+          {str(s) for ts, s in seen})
+    check("after the restart the gateway recovers without a restart of its own", recovered is not None,
+          recovered)
+    if recovered is not None:
+        print("# recovered %.2fs after the database came back" % recovered, flush=True)
+    check("/readyz is 200 again", req("GET", "/readyz").status == 200)
+
+
+print("http tests: %d passed, %d failed" % (passed, failed), flush=True)
+sys.exit(1 if failed else 0)
