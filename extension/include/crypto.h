@@ -24,6 +24,7 @@ extern void CryptoHasherUpdate(CryptoHasher *h, const void *data, size_t len);
 extern void CryptoHasherFinal(CryptoHasher *h, uint8 *out);
 extern void CryptoHasherFree(CryptoHasher *h);
 
+extern void CryptoSha256(const void *data, size_t len, uint8 *out);
 extern void CryptoHmacSha256(const uint8 *key, size_t keylen,
 							 const void *data, size_t len, uint8 *out);
 extern void CryptoRandom(uint8 *buf, size_t len);

@@ -57,6 +57,21 @@ CryptoHasherFree(CryptoHasher *h)
 	h->ctx = NULL;
 }
 
+/*
+ * One-shot SHA-256 through OpenSSL's EVP_Digest: for a single short input
+ * it avoids the context allocation and resource-owner bookkeeping of
+ * PostgreSQL's cryptohash API (custos.authenticate() hashes every token).
+ */
+void
+CryptoSha256(const void *data, size_t len, uint8 *out)
+{
+	unsigned int outlen = 0;
+
+	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
+		outlen != CUSTOS_HASH_LEN)
+		elog(ERROR, "SHA-256 failed");
+}
+
 void
 CryptoHmacSha256(const uint8 *key, size_t keylen, const void *data, size_t len,
 				 uint8 *out)

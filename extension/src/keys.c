@@ -57,6 +57,8 @@ static uint8 installation_secret[CUSTOS_HASH_LEN];
 static bool have_installation_secret = false;
 static Oid	cached_schema = InvalidOid;
 static SPIPlanPtr plan_key_get = NULL;
+
+static void derive_dek(const uint8 *actor_key, const uint8 *subject_key, uint8 *dek);
 static SPIPlanPtr plan_key_put = NULL;
 
 void
@@ -337,10 +339,38 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 
 /*
  * The key that encrypts one event's personal fields: HMAC-SHA-256 keyed by
- * the actor's key over "custos-dek-v1" and the subject's key, if any.
+ * the actor's key over "custos-dek-v1" and the subject's key, if any.  The
+ * last derivation is remembered: an HMAC costs as much as the rest of an
+ * append's cryptography, and consecutive events mostly share their keys.
  */
 void
 KeysDeriveDek(const uint8 *actor_key, const uint8 *subject_key, uint8 *dek)
+{
+	static uint8 last_actor[CUSTOS_HASH_LEN];
+	static uint8 last_subject[CUSTOS_HASH_LEN];
+	static bool last_has_subject = false;
+	static uint8 last_dek[CUSTOS_HASH_LEN];
+	static bool last_valid = false;
+
+	if (last_valid &&
+		memcmp(last_actor, actor_key, CUSTOS_HASH_LEN) == 0 &&
+		last_has_subject == (subject_key != NULL) &&
+		(subject_key == NULL || memcmp(last_subject, subject_key, CUSTOS_HASH_LEN) == 0))
+	{
+		memcpy(dek, last_dek, CUSTOS_HASH_LEN);
+		return;
+	}
+	derive_dek(actor_key, subject_key, dek);
+	memcpy(last_actor, actor_key, CUSTOS_HASH_LEN);
+	last_has_subject = (subject_key != NULL);
+	if (subject_key)
+		memcpy(last_subject, subject_key, CUSTOS_HASH_LEN);
+	memcpy(last_dek, dek, CUSTOS_HASH_LEN);
+	last_valid = true;
+}
+
+static void
+derive_dek(const uint8 *actor_key, const uint8 *subject_key, uint8 *dek)
 {
 	uint8		msg[sizeof("custos-dek-v1") - 1 + CUSTOS_HASH_LEN];
 	size_t		len = sizeof("custos-dek-v1") - 1;

@@ -124,6 +124,7 @@ typedef struct TokenEntry
 	uint8		hash[CUSTOS_HASH_LEN];
 	TimestampTz expires_at;
 	Caller		caller;
+	Jsonb	   *result;			/* what custos.authenticate() returns */
 } TokenEntry;
 
 static HTAB *token_cache = NULL;
@@ -657,7 +658,6 @@ custos_authenticate(PG_FUNCTION_ARGS)
 {
 	text	   *token = PG_GETARG_TEXT_PP(0);
 	uint8		hash[CUSTOS_HASH_LEN];
-	CryptoHasher h = {0};
 	HTAB	   *cache;
 	TokenEntry *entry = NULL;
 	Caller		found = {0};
@@ -666,16 +666,29 @@ custos_authenticate(PG_FUNCTION_ARGS)
 	JsonbValue *res;
 
 	ensure_contexts();
-	CryptoHasherInit(&h);
-	CryptoHasherUpdate(&h, VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token));
-	CryptoHasherFinal(&h, hash);
-	CryptoHasherFree(&h);
+	CryptoSha256(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token), hash);
 
 	cache = get_token_cache();
 	if (cache)
 		entry = hash_search(cache, hash, HASH_FIND, NULL);
 	if (entry != NULL && entry->expires_at > now)
+	{
 		found = entry->caller;
+		if (entry->result != NULL &&
+			!(token_lxid == MyProc->lxid && token_caller.valid &&
+			  strcmp(token_caller.token_id, found.token_id) != 0))
+		{
+			/* the usual case, cheap: bind and return the prepared result */
+			if (!(token_lxid == MyProc->lxid && token_caller.valid))
+			{
+				copy_caller(&token_caller, &found, CallerContext);
+				token_lxid = MyProc->lxid;
+				token_subxact = GetCurrentSubTransactionId();
+				sets_valid = false;
+			}
+			PG_RETURN_JSONB_P((Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(entry->result)));
+		}
+	}
 	else
 	{
 		GuardState	gs;
@@ -726,6 +739,7 @@ custos_authenticate(PG_FUNCTION_ARGS)
 
 			entry = hash_search(cache, hash, HASH_ENTER, &f);
 			entry->expires_at = expires;
+			entry->result = NULL;
 			copy_caller(&entry->caller, &found, TokenCacheContext);
 		}
 	}
@@ -768,7 +782,19 @@ custos_authenticate(PG_FUNCTION_ARGS)
 		}
 	}
 	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+	{
+		Jsonb	   *result = JsonbValueToJsonb(res);
+
+		/* kept with the cached validation: later calls return a copy */
+		if (entry != NULL && entry->result == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TokenCacheContext);
+
+			entry->result = (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(result));
+			MemoryContextSwitchTo(old);
+		}
+		PG_RETURN_JSONB_P(result);
+	}
 }
 
 /*
