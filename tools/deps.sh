@@ -8,7 +8,7 @@ pkgs=(
   postgresql-15 postgresql-server-dev-15 postgresql-contrib
   postgresql-15-cron postgresql-15-pgaudit
   libmicrohttpd-dev libjansson-dev libpq-dev libssl-dev
-  make gcc pkg-config python3
+  make gcc pkg-config python3 clang libclang-rt-14-dev
 )
 
 missing=()
