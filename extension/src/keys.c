@@ -29,6 +29,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -41,9 +42,22 @@
 PG_FUNCTION_INFO_V1(custos_personal_text);
 PG_FUNCTION_INFO_V1(custos_personal_json);
 
+/*
+ * Cache key: two 64-bit hashes of the lookup (tenant, scope, value, period);
+ * the entry keeps the lookup itself and a hit must match it byte for byte,
+ * so a hash collision, however constructed, only costs a miss.
+ */
+typedef struct KeyCacheTag
+{
+	uint64		h1;
+	uint64		h2;
+} KeyCacheTag;
+
 typedef struct KeyCacheEntry
 {
-	uint8		tag[CUSTOS_HASH_LEN];	/* hash key: SHA-256 of the lookup */
+	KeyCacheTag tag;
+	char	   *lookup;			/* in KeyCacheContext */
+	int			lookup_len;
 	int64		key_id;
 	uint8		key[CUSTOS_HASH_LEN];
 } KeyCacheEntry;
@@ -126,7 +140,7 @@ get_cache(void)
 
 	if (key_cache == NULL)
 	{
-		ctl.keysize = CUSTOS_HASH_LEN;
+		ctl.keysize = sizeof(KeyCacheTag);
 		ctl.entrysize = sizeof(KeyCacheEntry);
 		ctl.hcxt = KeyCacheContext;
 		key_cache = hash_create("custos data keys", 256, &ctl,
@@ -233,8 +247,8 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 			   int32 period, DataKey *out)
 {
 	HTAB	   *cache = get_cache();
-	CryptoHasher h = {0};
-	uint8		tag[CUSTOS_HASH_LEN];
+	KeyCacheTag tag;
+	StringInfoData lookup;
 	uint8		secret[CUSTOS_HASH_LEN];
 	uint8		ref[CUSTOS_HASH_LEN];
 	StringInfoData buf;
@@ -245,17 +259,18 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 	bytea	   *refb;
 	bytea	   *keyb;
 
-	/* cache tag: SHA-256 over the NUL-separated lookup */
-	CryptoHasherInit(&h);
-	CryptoHasherUpdate(&h, tenant, strlen(tenant) + 1);
-	CryptoHasherUpdate(&h, scope, strlen(scope) + 1);
-	CryptoHasherUpdate(&h, value, strlen(value) + 1);
-	CryptoHasherUpdate(&h, &period, sizeof(period));
-	CryptoHasherFinal(&h, tag);
-	CryptoHasherFree(&h);
+	/* the NUL-separated lookup, and its cache tag */
+	initStringInfo(&lookup);
+	appendBinaryStringInfo(&lookup, tenant, strlen(tenant) + 1);
+	appendBinaryStringInfo(&lookup, scope, strlen(scope) + 1);
+	appendBinaryStringInfo(&lookup, value, strlen(value) + 1);
+	appendBinaryStringInfo(&lookup, (char *) &period, sizeof(period));
+	tag.h1 = hash_bytes_extended((unsigned char *) lookup.data, lookup.len, 0);
+	tag.h2 = hash_bytes_extended((unsigned char *) lookup.data, lookup.len, 0x637573746f73LL);
 
-	entry = hash_search(cache, tag, HASH_FIND, NULL);
-	if (entry != NULL)
+	entry = hash_search(cache, &tag, HASH_FIND, NULL);
+	if (entry != NULL && entry->lookup_len == lookup.len &&
+		memcmp(entry->lookup, lookup.data, lookup.len) == 0)
 	{
 		out->key_id = entry->key_id;
 		memcpy(out->key, entry->key, CUSTOS_HASH_LEN);
@@ -332,7 +347,10 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 			elog(ERROR, "could not store data key");
 	}
 
-	entry = hash_search(cache, tag, HASH_ENTER, &found);
+	entry = hash_search(cache, &tag, HASH_ENTER, &found);
+	entry->lookup = MemoryContextAlloc(KeyCacheContext, lookup.len);
+	memcpy(entry->lookup, lookup.data, lookup.len);
+	entry->lookup_len = lookup.len;
 	entry->key_id = out->key_id;
 	memcpy(entry->key, out->key, CUSTOS_HASH_LEN);
 }
