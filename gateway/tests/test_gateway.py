@@ -648,12 +648,21 @@ def export_constant_memory():
 
 @test
 def export_cancel():
-    c = http.client.HTTPConnection(HOST, PORT, timeout=60)
-    c.request("GET", "/v1/events/export?tenant=bulk",
-              headers={"Authorization": "Bearer " + TOKENS["bulk"], "Accept": "text/csv"})
-    r = c.getresponse()
-    first = r.read(65536)
-    check("a large export starts", r.status == 200 and len(first) == 65536, r.status)
+    # a raw socket with a small receive buffer: the export cannot hide in
+    # the kernel's buffers while the client stalls
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.settimeout(30)
+    sock.connect((HOST, PORT))
+    sock.sendall(("GET /v1/events/export?tenant=bulk HTTP/1.1\r\nHost: x\r\nAccept: text/csv\r\n"
+                  "Authorization: Bearer %s\r\n\r\n" % TOKENS["bulk"]).encode())
+    first = b""
+    while len(first) < 65536:
+        chunk = sock.recv(65536 - len(first))
+        if not chunk:
+            break
+        first += chunk
+    check("a large export starts", first.startswith(b"HTTP/1.1 200") and len(first) == 65536, first[:80])
     active = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'custos_gateway' " \
              "AND state = 'active' AND query LIKE 'COPY%export_rows%'"
     running = 0
@@ -664,8 +673,8 @@ def export_cancel():
         time.sleep(0.05)
     check("its COPY runs in the database while the client stalls", running == 1, running)
     # the client goes away
-    c.sock.shutdown(socket.SHUT_RDWR)
-    c.close()
+    sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
     left = None
     for _ in range(100):
         left = int(psql(active))
