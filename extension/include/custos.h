@@ -38,9 +38,6 @@ typedef struct CustosShared
 /* NULL unless custos was preloaded */
 extern CustosShared *custos_shared;
 
-/* true when _PG_init ran during shared_preload_libraries */
-extern bool custos_preloaded;
-
 /* the SQL schema every custos object lives in */
 #define CUSTOS_SCHEMA "custos"
 

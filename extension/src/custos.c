@@ -41,7 +41,6 @@ int			custos_read_queue_size = 4096;
 int			custos_read_queue_timeout_ms = 1000;
 
 CustosShared *custos_shared = NULL;
-bool		custos_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -169,8 +168,6 @@ _PG_init(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	custos_preloaded = true;
 
 	/* reads of protected data are recorded by executor hooks */
 	ReadAuditInstallHooks();
