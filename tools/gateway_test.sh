@@ -4,7 +4,7 @@
 #
 # Builds the gateway (and, if clang is there, its fuzz target), starts a
 # throwaway cluster in DIR (socket in DIR, no TCP, custos preloaded, the
-# background sealer on), creates the extension at version 0.3, tenants,
+# background sealer on), creates the extension at version 0.6, tenants,
 # principals and tokens, and a login role for the gateway that is no
 # superuser and owns nothing; starts the gateway on a free loopback port
 # and runs gateway/tests/test_gateway.py against it; runs the fuzz target
@@ -146,11 +146,11 @@ pg_start || die "the cluster did not start (see $DIR/server.log)"
   die "CREATE DATABASE failed"
 sql -c "CREATE EXTENSION custos CASCADE" 2>"$DIR/create.err" >/dev/null ||
   die "CREATE EXTENSION failed: $(cat "$DIR/create.err")"
-if [ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'custos'")" != "0.3" ]; then
-  sql -c "ALTER EXTENSION custos UPDATE TO '0.3'" 2>"$DIR/update.err" >/dev/null ||
-    die "ALTER EXTENSION custos UPDATE TO '0.3' failed: $(cat "$DIR/update.err")"
+if [ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'custos'")" != "0.6" ]; then
+  sql -c "ALTER EXTENSION custos UPDATE TO '0.6'" 2>"$DIR/update.err" >/dev/null ||
+    die "ALTER EXTENSION custos UPDATE TO '0.6' failed: $(cat "$DIR/update.err")"
 fi
-ok "extension at version 0.3"
+ok "extension at version 0.6"
 
 # ---------------------------------------------------------------------------
 # who is who (seed 000/004): a reseller with two customers, one in privacy
