@@ -96,6 +96,51 @@ SELECT tenant, action, category, resource_type,
  ORDER BY id;
 SELECT tenant, ok, pending FROM custos.verify() ORDER BY tenant;
 
+-- on through every later version: the log still verifies, and the schema
+-- ends up exactly as a fresh install's (objects, signatures, privileges)
+ALTER EXTENSION custos UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'custos';
+SELECT tenant, ok, pending FROM custos.verify() ORDER BY tenant;
+CREATE VIEW pg_temp.custos_objects AS
+SELECT 'relation ' || c.relkind::text || ' ' || c.relname || ' ' || coalesce(c.relacl::text, '-') AS object
+  FROM pg_class c WHERE c.relnamespace = 'custos'::regnamespace
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure::text || ' ' || p.prokind::text || ' ' || p.prosecdef::text || ' ' ||
+	   coalesce(p.proacl::text, '-') || ' ' || coalesce(p.proconfig::text, '-')
+  FROM pg_proc p WHERE p.pronamespace = 'custos'::regnamespace
+UNION ALL
+SELECT 'trigger ' || t.tgrelid::regclass::text || ' ' || t.tgname
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'custos'::regnamespace AND NOT t.tgisinternal
+UNION ALL
+SELECT 'policy ' || pol.polrelid::regclass::text || ' ' || pol.polname
+  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid WHERE c.relnamespace = 'custos'::regnamespace;
+SELECT string_agg(object, E'\n' ORDER BY object COLLATE "C") AS upgraded_objects FROM pg_temp.custos_objects \gset
+\c postgres
+CREATE DATABASE custos_fresh;
+\c custos_fresh
+\set VERBOSITY terse
+CREATE EXTENSION custos CASCADE;
+CREATE VIEW pg_temp.custos_objects AS
+SELECT 'relation ' || c.relkind::text || ' ' || c.relname || ' ' || coalesce(c.relacl::text, '-') AS object
+  FROM pg_class c WHERE c.relnamespace = 'custos'::regnamespace
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure::text || ' ' || p.prokind::text || ' ' || p.prosecdef::text || ' ' ||
+	   coalesce(p.proacl::text, '-') || ' ' || coalesce(p.proconfig::text, '-')
+  FROM pg_proc p WHERE p.pronamespace = 'custos'::regnamespace
+UNION ALL
+SELECT 'trigger ' || t.tgrelid::regclass::text || ' ' || t.tgname
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'custos'::regnamespace AND NOT t.tgisinternal
+UNION ALL
+SELECT 'policy ' || pol.polrelid::regclass::text || ' ' || pol.polname
+  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid WHERE c.relnamespace = 'custos'::regnamespace;
+-- what differs, if anything (empty when the two match)
+SELECT o AS only_in_upgraded FROM unnest(string_to_array(:'upgraded_objects', E'\n')) o
+EXCEPT SELECT object FROM pg_temp.custos_objects ORDER BY 1;
+SELECT object AS only_in_fresh FROM pg_temp.custos_objects
+EXCEPT SELECT o FROM unnest(string_to_array(:'upgraded_objects', E'\n')) o ORDER BY 1;
+\c postgres
+DROP DATABASE custos_fresh;
+
 \c :main_db
 \set VERBOSITY terse
 DROP DATABASE custos_upgrade;
