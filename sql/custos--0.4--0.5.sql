@@ -190,7 +190,15 @@ SELECT t.tenant,
 	   p.updated_by,
 	   EXISTS (SELECT 1 FROM custos.legal_hold h
 				WHERE h.tenant = t.tenant AND h.lifted_at IS NULL AND h.subject_ref IS NULL) AS on_hold
-  FROM (SELECT x.id FROM custos.tenant x UNION SELECT y.tenant FROM custos.block y) t(tenant)
+  FROM (SELECT x.id FROM custos.tenant x
+		UNION
+		-- tenants of the blocks, one index probe each (a skip scan of block_pkey)
+		(WITH RECURSIVE y(tenant) AS (
+			SELECT pg_catalog.min(b.tenant) FROM custos.block b
+			UNION ALL
+			SELECT (SELECT pg_catalog.min(b.tenant) FROM custos.block b WHERE b.tenant > y.tenant)
+			  FROM y WHERE y.tenant IS NOT NULL)
+		 SELECT y.tenant FROM y WHERE y.tenant IS NOT NULL)) t(tenant)
   CROSS JOIN custos.retention_bounds() b
   LEFT JOIN custos.retention_policy p ON p.tenant = t.tenant
  WHERE t.tenant = ANY (custos.visible_tenants())
@@ -625,9 +633,14 @@ SELECT p.tenant,
 	   r.keys_destroyed,
 	   CASE j.job
 		   WHEN 'retention' THEN
+			   -- the events left in the windows of blocks sealed before the
+			   -- cutoff: an index range scan over the expired prefix only, so
+			   -- cheap while the jobs keep up
 			   (SELECT pg_catalog.count(*) FROM custos.event_log e
 				 WHERE e.tenant = p.tenant
-				   AND e.recorded_at < pg_catalog.now() - pg_catalog.make_interval(days => p.retention_days))
+				   AND e.id < (SELECT pg_catalog.max(b.id_hi) FROM custos.block b
+								WHERE b.tenant = p.tenant
+								  AND b.sealed_at < pg_catalog.now() - pg_catalog.make_interval(days => p.retention_days)))
 		   ELSE
 			   (SELECT pg_catalog.count(*) FROM custos.data_key k
 				 WHERE k.tenant = p.tenant AND k.key IS NOT NULL AND p.anonymize_days IS NOT NULL
@@ -641,7 +654,7 @@ SELECT p.tenant,
 COMMENT ON VIEW custos.job_status IS
 	'Per tenant and job: the last run, its outcome (never, running, interrupted, ok, held), what it did, and the backlog (events or keys past their period now).';
 COMMENT ON COLUMN custos.job_status.backlog IS
-	'retention: events recorded before the retention period (held ones included); anonymization: live keys of days past the anonymisation period.';
+	'retention: events in blocks sealed before the retention period (held ones included); anonymization: live keys of days past the anonymisation period.';
 
 -- ---------------------------------------------------------------------------
 -- pg_cron
