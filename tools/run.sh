@@ -49,16 +49,23 @@ CONF
     psql_run -d postgres -c "CREATE DATABASE $DB"
   fi
   psql_run -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS custos CASCADE" 2>/dev/null
+  psql_run -d "$DB" -c "ALTER EXTENSION custos UPDATE" >/dev/null
   psql_run -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" 2>/dev/null
+  # retention and anonymisation nightly (03:17 GMT), as in production
+  psql_run -d "$DB" -tAc "SELECT custos.schedule_jobs()" >/dev/null
   if [ "$(psql_run -d "$DB" -tAc "SELECT count(*) FROM custos.tenant WHERE id = 'demo-acme'")" = "0" ]; then
     # the demo tokens are secrets: kept in a file only the owner can read
     (umask 077; psql_run -d "$DB" -f "$TOP/tools/demo.sql" | grep -E "^[a-z_]+=cst_" > "$RUN/demo-tokens.txt")
+    # seed 003: 180 days' retention, shown anonymously after 30
+    psql_run -d "$DB" -tAc "SELECT custos.set_retention_policy('demo-acme', 180, 30)" >/dev/null
   fi
   start_gateway
   cat <<MSG
 
 custos is running: PostgreSQL 15 on 127.0.0.1:$PORT (socket in $RUN), database "$DB",
 with custos and pg_cron preloaded; the background sealer seals every 200 ms.
+Retention and anonymisation run nightly from pg_cron (SELECT * FROM cron.job;);
+by hand: CALL custos.run_jobs();  status: SELECT * FROM custos.job_status;
 
 Demo: reseller "demo-reseller" manages "demo-acme" (in privacy mode) and
 "demo-desk".  Tokens of the demo principals (also in $RUN/demo-tokens.txt):

@@ -45,6 +45,9 @@ extern CustosShared *custos_shared;
 #define CUSTOS_HASH_LEN 32
 
 extern Oid	CustosSchemaOwner(void);
+
+/* retention.c */
+extern void RetentionDefineGucs(void);
 extern Oid	CustosSchemaOid(bool missing_ok);
 
 #endif							/* CUSTOS_H */

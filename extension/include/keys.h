@@ -23,5 +23,9 @@ extern void KeysDeriveDek(const uint8 *actor_key, const uint8 *subject_key,
 						  uint8 *dek);
 extern void KeysInvalidateAll(void);
 extern int32 KeysPeriodOf(TimestampTz ts);
+extern void KeysScopeRef(const char *tenant, const char *scope,
+						 const char *value, uint8 *ref);
+extern bool KeysIsZero(const uint8 *key);
+extern void KeysNoteDestroyed(void);
 
 #endif							/* CUSTOS_KEYS_H */

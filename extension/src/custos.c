@@ -162,6 +162,7 @@ void
 _PG_init(void)
 {
 	define_gucs();
+	RetentionDefineGucs();
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = custos_ProcessUtility;

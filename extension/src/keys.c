@@ -74,6 +74,7 @@ static SPIPlanPtr plan_key_get = NULL;
 
 static void derive_dek(const uint8 *actor_key, const uint8 *subject_key, uint8 *dek);
 static SPIPlanPtr plan_key_put = NULL;
+static bool keys_destroyed_in_xact = false;
 
 void
 KeysInvalidateAll(void)
@@ -91,6 +92,14 @@ keys_xact_callback(XactEvent event, void *arg)
 	 * A prepared transaction may still roll back, taking keys it created
 	 * with it: forget them as on abort.
 	 */
+	if (keys_destroyed_in_xact &&
+		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_ABORT))
+	{
+		keys_destroyed_in_xact = false;
+		if (custos_shared != NULL)
+			pg_atomic_fetch_add_u64(&custos_shared->key_generation, 1);
+	}
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE ||
 		(custos_shared == NULL && event == XACT_EVENT_COMMIT))
@@ -208,6 +217,50 @@ tenant_secret(const char *tenant, uint8 *secret)
 	pfree(buf.data);
 }
 
+/*
+ * Where keys of (tenant, scope, value) are found: HMAC-SHA-256 under the
+ * tenant secret of scope || 0 || value.  Caller is connected to SPI.
+ */
+void
+KeysScopeRef(const char *tenant, const char *scope, const char *value, uint8 *ref)
+{
+	uint8		secret[CUSTOS_HASH_LEN];
+	StringInfoData buf;
+
+	tenant_secret(tenant, secret);
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, scope, strlen(scope) + 1);
+	appendBinaryStringInfo(&buf, value, strlen(value));
+	CryptoHmacSha256(secret, CUSTOS_HASH_LEN, buf.data, buf.len, ref);
+	explicit_bzero(secret, sizeof(secret));
+	pfree(buf.data);
+}
+
+bool
+KeysIsZero(const uint8 *key)
+{
+	uint8		acc = 0;
+	int			i;
+
+	for (i = 0; i < CUSTOS_HASH_LEN; i++)
+		acc |= key[i];
+	return acc == 0;
+}
+
+/*
+ * Keys were destroyed in this transaction: every backend drops its cached
+ * keys now (so none encrypts under a key whose bytes are already zeroed)
+ * and again at commit (so none keeps one whose row says it is gone).
+ */
+void
+KeysNoteDestroyed(void)
+{
+	KeysInvalidateAll();
+	keys_destroyed_in_xact = true;
+	if (custos_shared != NULL)
+		pg_atomic_fetch_add_u64(&custos_shared->key_generation, 1);
+}
+
 /* Day number since 1970-01-01 UTC: the period a data key covers. */
 int32
 KeysPeriodOf(TimestampTz ts)
@@ -278,10 +331,8 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 	}
 
 	tenant_secret(tenant, secret);
+	KeysScopeRef(tenant, scope, value, ref);
 	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, scope, strlen(scope) + 1);
-	appendBinaryStringInfo(&buf, value, strlen(value));
-	CryptoHmacSha256(secret, CUSTOS_HASH_LEN, buf.data, buf.len, ref);
 
 	if (plan_key_get == NULL)
 	{
@@ -310,7 +361,13 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 
 	if (SPI_execute_plan(plan_key_get, arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read data key");
-	if (!read_key_row(out))
+
+	/*
+	 * A key being destroyed has its bytes zeroed in place before its row is
+	 * updated (retention.c), and an interrupted destruction leaves them so:
+	 * such a key is never used again, a fresh one takes its place.
+	 */
+	if (!read_key_row(out) || KeysIsZero(out->key))
 	{
 		keyb = palloc(VARHDRSZ + CUSTOS_HASH_LEN);
 		SET_VARSIZE(keyb, VARHDRSZ + CUSTOS_HASH_LEN);

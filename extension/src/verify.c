@@ -38,6 +38,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -64,6 +65,7 @@ typedef struct VerifyResult
 {
 	bool		ok;
 	int64		events_checked;
+	int64		events_cut;		/* sealed, then removed by retention */
 	int64		blocks_checked;
 	int64		pending;
 	int64		size;
@@ -155,6 +157,61 @@ hash_eq(bytea *b, const uint8 *h)
 {
 	return b != NULL && VARSIZE_ANY_EXHDR(b) == CUSTOS_HASH_LEN &&
 		memcmp(VARDATA_ANY(b), h, CUSTOS_HASH_LEN) == 0;
+}
+
+/*
+ * The id ranges retention removed from a tenant (custos.retention_cut): a
+ * sealed event is allowed to be gone only inside one of them.
+ */
+typedef struct CutSet
+{
+	int			n;
+	int64	   *lo;
+	int64	   *hi;				/* exclusive */
+} CutSet;
+
+static bool
+cut_contains(const CutSet *c, int64 id)
+{
+	int			lo = 0,
+				hi = c->n - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (id < c->lo[mid])
+			hi = mid - 1;
+		else if (id >= c->hi[mid])
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+static void
+load_cuts(Datum tenant, CutSet *c)
+{
+	Oid			types[1] = {TEXTOID};
+	uint64		i;
+
+	/* before version 0.5 nothing was ever cut */
+	c->n = 0;
+	if (!OidIsValid(get_relname_relid("retention_cut", CustosSchemaOid(false))))
+		return;
+	if (SPI_execute_with_args("SELECT id_lo, id_hi FROM custos.retention_cut "
+							  "WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY id_lo",
+							  1, types, &tenant, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read retention cuts");
+	c->n = (int) SPI_processed;
+	c->lo = palloc(sizeof(int64) * Max(c->n, 1));
+	c->hi = palloc(sizeof(int64) * Max(c->n, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		c->lo[i] = col_int8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		c->hi[i] = col_int8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+	}
 }
 
 /* A sealed event whose leaf no longer matches, kept to classify it. */
@@ -258,7 +315,7 @@ report_mismatches(CryptoHasher *h, MismatchSet *ms, VerifyResult *r)
  */
 static void
 check_block_events(CryptoHasher *h, EventStream *s, VerifyResult *r,
-				   MismatchSet *ms, int64 block_no, int64 first_seq,
+				   MismatchSet *ms, const CutSet *cut, int64 block_no, int64 first_seq,
 				   int64 count, int64 id_hi, const int64 *ids,
 				   const uint8 *leaves)
 {
@@ -281,6 +338,13 @@ check_block_events(CryptoHasher *h, EventStream *s, VerifyResult *r,
 		else if (s->done || s->id >= id_hi || (i < count && ids[i] < s->id))
 		{
 			/* the block lists ids[i], the table no longer has it */
+			if (cut_contains(cut, ids[i]))
+			{
+				/* removed by retention, which recorded the cut */
+				r->events_cut++;
+				i++;
+				continue;
+			}
 			fail(r, "missing", first_seq + i, &ids[i], block_no,
 				 psprintf("sealed event %lld is gone from custos.event_log",
 						  (long long) ids[i]));
@@ -310,6 +374,7 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 	uint8		prev[CUSTOS_HASH_LEN] = {0};
 	MemoryContext blockcxt;
 	MismatchSet ms;
+	CutSet		cut = {0};
 	bool		isnull;
 
 	memset(r, 0, sizeof(*r));
@@ -321,6 +386,8 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 
 	arg[0] = CStringGetTextDatum(tenant);
 	arg[1] = Int64GetDatum(watermark);
+
+	load_cuts(arg[0], &cut);
 
 	/* where the chain starts: genesis, or the checkpoint retention left */
 	if (SPI_execute_with_args("SELECT block_no, next_seq, block_hash FROM custos.checkpoint "
@@ -457,7 +524,7 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 				stream_advance(&s);
 			}
 			if (r->ok)
-				check_block_events(&h, &s, r, &ms, hdr.block_no, hdr.first_seq, hdr.count,
+				check_block_events(&h, &s, r, &ms, &cut, hdr.block_no, hdr.first_seq, hdr.count,
 								   hdr.id_hi, ids, (uint8 *) VARDATA_ANY(leaves_b));
 			/* mismatches are classified once the block after theirs is read */
 			if (ms.n > 0 && (hdr.block_no > ms.first_block || !r->ok))
