@@ -17,9 +17,8 @@
  *	  the tenant's own owner, with a reason.
  *
  * Finding a subject's events never decrypts the log: the subject's data keys
- * are found by their scope reference (HMAC of scope and value under the
- * tenant key, exactly as keys.c computes it), and the events by the key ids
- * they carry.  So erased and anonymised events are found too, and reported
+ * are found by their scope reference (custos.scope_ref() of 0.5, as erasure
+ * finds them), and the events by the key ids they carry.  So erased and anonymised events are found too, and reported
  * with that state instead of values.
  *
  * Report events use built-in taxonomy names only (category privacy or
@@ -30,46 +29,6 @@
  */
 
 \echo Use "ALTER EXTENSION custos UPDATE TO '0.6'" to load this file. \quit
-
--- ---------------------------------------------------------------------------
--- Scope references (the SQL twin of keys.c's lookup)
--- ---------------------------------------------------------------------------
-
-/*
- * scope_ref = HMAC-SHA-256(tenant key, scope || 0x00 || value), tenant key =
- * HMAC-SHA-256(installation secret, "tenant" || 0x00 || tenant), the secret
- * being the oldest row of custos.installation (docs/format.md).  HMAC is
- * pgcrypto's (custos requires it); the function is created here with
- * pgcrypto's schema written into its body, because a SECURITY DEFINER
- * function's search_path is pinned to pg_catalog.  (Relocating pgcrypto
- * afterwards needs ALTER EXTENSION custos UPDATE again, or recreating this.)
- * Internal: the secret never leaves it, and PUBLIC cannot call it.
- */
-DO $scope_ref$
-DECLARE
-	crypto_schema name;
-BEGIN
-	SELECT n.nspname INTO crypto_schema
-	  FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
-	 WHERE x.extname = 'pgcrypto';
-	IF crypto_schema IS NULL THEN
-		RAISE EXCEPTION 'custos needs the pgcrypto extension' USING ERRCODE = 'undefined_object';
-	END IF;
-	EXECUTE pg_catalog.format($f$
-CREATE FUNCTION custos.scope_ref(tenant text, scope text, value text) RETURNS bytea
-	LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
-	SELECT %1$I.hmac(pg_catalog.convert_to($2, 'UTF8') OPERATOR(pg_catalog.||) '\x00'::bytea
-						OPERATOR(pg_catalog.||) pg_catalog.convert_to($3, 'UTF8'),
-					 %1$I.hmac('\x74656e616e7400'::bytea OPERATOR(pg_catalog.||) pg_catalog.convert_to($1, 'UTF8'),
-							   (SELECT i.secret FROM custos.installation i ORDER BY i.created_at, i.secret LIMIT 1),
-							   'sha256'),
-					 'sha256')
-$body$$f$, crypto_schema);
-END
-$scope_ref$;
-COMMENT ON FUNCTION custos.scope_ref(text, text, text) IS
-	'Internal: the scope reference of a data key (HMAC of scope and value under the tenant key), as keys.c computes it.';
-REVOKE ALL ON FUNCTION custos.scope_ref(text, text, text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Subject access report (GDPR Art. 15)
@@ -554,13 +513,9 @@ BEGIN
 	  FROM pg_catalog.unnest(covered) s(id), LATERAL custos.verify(s.id) v
 	 WHERE EXISTS (SELECT 1 FROM custos.event_log e WHERE e.tenant = s.id);
 
-	-- jobs: the retention jobs of 0.5 (custos.job_status), when present
-	IF pg_catalog.to_regclass('custos.job_status') IS NOT NULL THEN
-		EXECUTE 'SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(j)), ''[]'') FROM custos.job_status j'
-			INTO jobs;
-	ELSE
-		jobs := '{"available": false, "note": "custos.job_status (retention jobs) is not installed"}';
-	END IF;
+	-- jobs: the retention and anonymisation jobs of 0.5, per tenant covered
+	SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(j) ORDER BY j.tenant, j.job), '[]') INTO jobs
+	  FROM custos.job_status j WHERE j.tenant = ANY (covered);
 
 	doc := pg_catalog.jsonb_build_object(
 		'report', 'support', 'format', 1, 'report_id', report_id,
@@ -655,7 +610,7 @@ COMMENT ON FUNCTION custos.support_report(boolean, text, text) IS
 
 -- require_subject_report and subject_report_scope check the caller and are
 -- called from the invoker-rights functions, so PUBLIC needs EXECUTE;
--- scope_ref and support_settings are internal (REVOKEd above).
+-- support_settings is internal (REVOKEd above), as is 0.5's scope_ref.
 GRANT EXECUTE ON FUNCTION custos.require_subject_report(text),
 	custos.subject_report_start(text, text, boolean, text), custos.subject_report_scope(bigint),
 	custos.subject_report_rows(bigint), custos.subject_report_csv(bigint),

@@ -70,22 +70,14 @@ CREATE ROLE regress_sp_pw LOGIN PASSWORD 'rolepw-Planted-5';
 INSERT INTO planted VALUES ('role password', 'rolepw-Planted-5', false);
 INSERT INTO planted SELECT 'role password hash', rolpassword, false FROM pg_authid WHERE rolname = 'regress_sp_pw';
 -- conninfo passwords in settings: a session setting, a database setting, a
--- server setting (primary_conninfo, reloaded and waited for)
+-- server setting (primary_conninfo, reloaded)
 SET sp_app.conninfo = 'host=db user=app password=conninfo-Planted-3';
 ALTER DATABASE custos_regress SET sp_app.dsn = 'postgresql://app:dsn-Planted-4@db/app';
 SET sp_app.dsn = 'postgresql://app:dsn-Planted-4@db/app';
 ALTER SYSTEM SET primary_conninfo = 'host=primary user=rep password=primary-Planted-6';
 SELECT pg_reload_conf();
-DO $$
-BEGIN
-	FOR i IN 1..200 LOOP
-		EXIT WHEN current_setting('primary_conninfo') LIKE '%primary-Planted-6%';
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-END
-$$;
-SELECT current_setting('primary_conninfo') LIKE '%primary-Planted-6%' AS primary_conninfo_planted,
-       current_setting('sp_app.conninfo') LIKE '%conninfo-Planted-3%' AS session_setting_planted;
+-- (applied by the time the reports are made: checked there)
+SELECT current_setting('sp_app.conninfo') LIKE '%conninfo-Planted-3%' AS session_setting_planted;
 INSERT INTO planted VALUES ('conninfo password (session setting)', 'conninfo-Planted-3', false),
 	('dsn password (database setting)', 'dsn-Planted-4', false),
 	('conninfo password (primary_conninfo)', 'primary-Planted-6', false);
@@ -167,6 +159,10 @@ SELECT count(*) AS report_events FROM custos.event_log
 -- Default reports: the installation (superuser; an operator of
 -- custos-system) and one tenant (its admin).  None holds a planted value.
 -- ---------------------------------------------------------------------------
+-- every setting is in force in this session now
+SELECT current_setting('primary_conninfo') LIKE '%primary-Planted-6%' AS primary_conninfo_planted,
+       current_setting('sp_app.conninfo') LIKE '%conninfo-Planted-3%' AS session_setting_planted,
+       current_setting('sp_app.dsn') LIKE '%dsn-Planted-4%' AS dsn_planted;
 CREATE TEMP TABLE reports (who text PRIMARY KEY, doc jsonb);
 GRANT SELECT, INSERT ON reports TO PUBLIC;
 INSERT INTO reports SELECT 'superuser, installation', custos.support_report();
@@ -212,7 +208,8 @@ SELECT jsonb_pretty((doc -> 'counts') - 'events'::text - 'events_by_outcome'::te
 SELECT e ->> 'category' AS category, e ->> 'action' AS action, e ->> 'outcome' AS outcome,
        e ->> 'events' AS events, e ->> 'last_24h' AS last_24h
   FROM reports, jsonb_array_elements(doc -> 'recent_problems' -> 'events') e WHERE who = 'admin, tenant';
-SELECT doc -> 'jobs' AS jobs FROM reports WHERE who = 'admin, tenant';
+SELECT j ->> 'tenant' AS tenant, j ->> 'job' AS job, j ->> 'last_outcome' AS last_outcome, j ->> 'backlog' AS backlog
+  FROM reports, jsonb_array_elements(doc -> 'jobs') j WHERE who = 'admin, tenant' ORDER BY 1, 2;
 -- the installation report covers other tenants too; the reseller's report of
 -- the tenant below is the tenant's
 SELECT who, (SELECT count(*) FROM jsonb_array_elements(doc -> 'chains')) > 1 AS several_chains,
