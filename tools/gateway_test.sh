@@ -271,6 +271,13 @@ if grep -q 'cst_' "$DIR/gateway.log"; then
 else
   ok "no token secret in the gateway's log"
 fi
+# the subject of the reports' tests (test_gateway.py, reports()): personal
+# data, in neither the gateway's log nor the server's
+if grep -Eqi 'anna(@|%40)example' "$DIR/gateway.log" "$DIR/server.log"; then
+  fail "a report's subject appears in the gateway's or the server's log"
+else
+  ok "no report subject in the gateway's or the server's log"
+fi
 if grep -Eq 'level=error' "$DIR/gateway.log"; then
   fail "the gateway logged errors (500s are bugs): $(grep -E 'level=error' "$DIR/gateway.log" | head -3)"
 else

@@ -96,6 +96,18 @@ static const StatementDef statements[N_STATEMENTS] = {
 	/* GET /v1/access-info */
 	[STMT_ACCESS_INFO] = {"access_info",
 	"SELECT custos.describe_access()"},
+	/* GET /v1/subjects/{subject}/report (JSON): the report and its audit event */
+	[STMT_SUBJECT_REPORT] = {"subject_report",
+	"SELECT custos.subject_report($1, $2, $3::boolean, $4)"},
+	/* GET /v1/subjects/{subject}/report (CSV), 1st transaction: the audit event */
+	[STMT_SUBJECT_REPORT_START] = {"subject_report_start",
+	"SELECT custos.subject_report_start($1, $2, $3::boolean, $4)"},
+	/* GET /v1/subjects/{subject}/report (CSV), 2nd: checks and keeps the report id for the COPY */
+	[STMT_SUBJECT_REPORT_PREPARE] = {"subject_report_prepare",
+	"SELECT custos.subject_report_prepare($1::bigint)"},
+	/* GET /v1/support/report */
+	[STMT_SUPPORT_REPORT] = {"support_report",
+	"SELECT custos.support_report($1::boolean, $2, $3)"},
 	/* GET /readyz: the database answers */
 	[STMT_READY] = {"ready",
 	"SELECT 1"},
@@ -125,6 +137,15 @@ static const char *const export_copy_ndjson =
 "pg_catalog.current_setting('custos_export.filters')::jsonb) AS f OFFSET 0) p, "
 "LATERAL custos.export_rows_json(p.f) x) "
 "TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')";
+
+/*
+ * GET /v1/subjects/{subject}/report?format=csv: the rows of the report that
+ * custos.subject_report_prepare() has checked and kept in custos_report.id.
+ */
+static const char *const subject_report_copy_csv =
+"COPY (SELECT * FROM custos.subject_report_csv("
+"pg_catalog.current_setting('custos_report.id')::pg_catalog.int8)) "
+"TO STDOUT WITH (FORMAT csv, HEADER)";
 
 typedef struct PoolConn
 {
@@ -613,8 +634,14 @@ export_step(PGconn *c, DbCall *call, PGresult *res, bool *lost)
 	return ok;
 }
 
-ExportStream *
-db_export_begin(DbCall *call, const char *filters, ExportFormat format)
+/*
+ * A COPY ... TO STDOUT in one REPEATABLE READ READ ONLY transaction: the
+ * export timeout, custos.authenticate(), the prepare statement with its one
+ * parameter (which validates and keeps what the constant COPY reads), then
+ * the COPY.  Errors before the first row are the caller's to report.
+ */
+static ExportStream *
+copy_begin(DbCall *call, Statement prepare, const char *value, const char *copy_sql)
 {
 	bool		reconnected = false;
 
@@ -640,10 +667,10 @@ db_export_begin(DbCall *call, const char *filters, ExportFormat format)
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 			snprintf(call->access, sizeof(call->access), "%s", PQgetvalue(res, 0, 0));
 		if (!export_step(c, call, res, &lost) ||
-			!export_step(c, call, PQexecPrepared(c, statements[STMT_EXPORT_PREPARE].name, 1, &filters,
+			!export_step(c, call, PQexecPrepared(c, statements[prepare].name, 1, &value,
 												 NULL, NULL, 0), &lost))
 			goto failed;
-		if (PQsendQuery(c, format == EXPORT_CSV ? export_copy_csv : export_copy_ndjson) != 1)
+		if (PQsendQuery(c, copy_sql) != 1)
 		{
 			lost = true;
 			goto failed;
@@ -695,6 +722,19 @@ failed:
 		call->status = DB_UNAVAILABLE;
 		return NULL;
 	}
+}
+
+ExportStream *
+db_export_begin(DbCall *call, const char *filters, ExportFormat format)
+{
+	return copy_begin(call, STMT_EXPORT_PREPARE, filters,
+					  format == EXPORT_CSV ? export_copy_csv : export_copy_ndjson);
+}
+
+ExportStream *
+db_subject_report_begin(DbCall *call, const char *report_id)
+{
+	return copy_begin(call, STMT_SUBJECT_REPORT_PREPARE, report_id, subject_report_copy_csv);
 }
 
 /* The COPY has ended: its result, then COMMIT. */

@@ -29,6 +29,10 @@ typedef enum Statement
 	STMT_TOKEN_CREATE,
 	STMT_TOKEN_DELETE,
 	STMT_ACCESS_INFO,
+	STMT_SUBJECT_REPORT,
+	STMT_SUBJECT_REPORT_START,
+	STMT_SUBJECT_REPORT_PREPARE,
+	STMT_SUPPORT_REPORT,
 	STMT_READY,
 	N_STATEMENTS
 } Statement;
@@ -92,6 +96,15 @@ typedef struct ExportStream ExportStream;
 
 /* On success returns a stream and sets call->status = DB_OK. */
 extern ExportStream *db_export_begin(DbCall *call, const char *filters, ExportFormat format);
+
+/*
+ * GET /v1/subjects/{subject}/report?format=csv: the rows of a subject access
+ * report already started (and committed) as report_id, streamed like an
+ * export (custos.subject_report_prepare(), then COPY of
+ * custos.subject_report_csv()).  Read and end it with db_export_read() and
+ * db_export_end().
+ */
+extern ExportStream *db_subject_report_begin(DbCall *call, const char *report_id);
 
 /*
  * Copies up to max bytes of the export into buf.  Returns the number of

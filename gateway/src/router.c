@@ -23,6 +23,7 @@
 #include "events.h"
 #include "metrics.h"
 #include "privacy.h"
+#include "reports.h"
 #include "router.h"
 #include "system.h"
 
@@ -39,6 +40,8 @@ const Route routes[] = {
 	{"POST", "/v1/tokens", "tokens.create", tokens_create, ROUTE_AUTH | ROUTE_BODY},
 	{"DELETE", "/v1/tokens/{id}", "tokens.delete", tokens_delete, ROUTE_AUTH},
 	{"GET", "/v1/access-info", "access_info", access_info, ROUTE_AUTH},
+	{"GET", "/v1/subjects/{subject}/report", "reports.subject", subject_report, ROUTE_AUTH | ROUTE_EXPENSIVE},
+	{"GET", "/v1/support/report", "reports.support", support_report, ROUTE_AUTH | ROUTE_EXPENSIVE},
 	{"GET", "/v1/openapi.yaml", "openapi", system_openapi, 0},
 	{"GET", "/healthz", "healthz", system_healthz, 0},
 	{"GET", "/readyz", "readyz", system_readyz, 0},

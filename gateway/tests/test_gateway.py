@@ -863,7 +863,7 @@ def openapi():
             in_doc.add((m.group(1).upper(), path))
     check("every route of router.c is in openapi.yaml", in_router <= in_doc, sorted(in_router - in_doc))
     check("every operation of openapi.yaml is a route of router.c", in_doc <= in_router, sorted(in_doc - in_router))
-    check("the route table is not empty", len(in_router) >= 16, len(in_router))
+    check("the route table is not empty", len(in_router) >= 18, len(in_router))
 
 
 @test
@@ -935,6 +935,185 @@ def tokens_and_grants():
     r = req("POST", "/v1/grants", alice, {"tenant": "acme", "principal": TOKENS["walter_id"],
                                           "right": "audit.export", "expires_at": 4102444800})
     check("POST /v1/grants with epoch expires_at is 201", r.status == 201, r)
+
+
+# ---------------------------------------------------------------------------
+# Reports (issue 7): GET /v1/subjects/{subject}/report, GET /v1/support/report.
+# Their own tenant "hr" below the reseller, principals and tokens (fresh
+# tokens: fresh rate-limit buckets), and planted secrets and personal values
+# that no default support report may contain.
+# ---------------------------------------------------------------------------
+
+REPORT_SETUP = r"""
+SELECT custos.create_tenant('hr', 'reseller', 'HR department') \gset x_
+SELECT custos.create_principal('hr', 'Hanna Owner', 'user', 'owner') AS hanna \gset
+SELECT custos.create_principal('hr', 'Hugo Admin', 'user', 'admin') AS hugo \gset
+SELECT custos.create_principal('hr', 'Mona Member', 'user', 'member') AS mona \gset
+SELECT token AS t_hanna FROM custos.issue_token(:'hanna', 'personal', '1 day', 'reports') \gset
+SELECT token AS t_hanna2 FROM custos.issue_token(:'hanna', 'personal', '1 day', 'reports') \gset
+SELECT token AS t_hugo FROM custos.issue_token(:'hugo', 'personal', '1 day', 'reports') \gset
+SELECT token AS t_hugo2 FROM custos.issue_token(:'hugo', 'personal', '1 day', 'reports') \gset
+SELECT token AS t_mona FROM custos.issue_token(:'mona', 'personal', '1 day', 'reports') \gset
+SELECT token AS t_hugo_app FROM custos.issue_token(:'hugo', 'app', '1 day', 'reports') \gset
+SELECT count(*) AS x_n FROM custos.log_batch($j$[
+ {"tenant": "hr", "occurred_at": "2026-10-01T08:00:00Z", "category": "login", "action": "LOGIN",
+  "actor": "anna@example.org", "actor_name": "Anna Planted", "source_ip": "203.0.113.99"},
+ {"tenant": "hr", "occurred_at": "2026-10-01T09:00:00Z", "category": "access", "action": "VIEW",
+  "actor": "boris-planted", "actor_name": "Boris Planted-Clerk", "subject": "anna@example.org",
+  "resource_type": "USER", "resource_id": "personnel-file", "metadata": {"purpose": "payroll run"}},
+ {"tenant": "hr", "occurred_at": "2026-10-01T10:00:00Z", "category": "user", "action": "UPDATE",
+  "actor": "anna@example.org", "subject": "anna@example.org", "resource_type": "USER",
+  "description": "=cmd|' /C calc'!A0 planted", "new_state": {"iban": "DE-planted-iban"},
+  "outcome": "failure"}
+]$j$) \gset
+SELECT pg_catalog.json_build_object('hanna', :'t_hanna', 'hanna2', :'t_hanna2', 'hugo', :'t_hugo',
+  'hugo2', :'t_hugo2', 'mona', :'t_mona', 'hugo_app', :'t_hugo_app', 'hugo_id', :'hugo');
+"""
+
+
+def report_tokens():
+    out = subprocess.run(PSQL + ["-v", "ON_ERROR_STOP=1"], input=REPORT_SETUP, capture_output=True,
+                         text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def report_events(tenant):
+    return int(psql("SELECT count(*) FROM custos.event_log WHERE tenant = '%s' AND action = 'EXPORT' "
+                    "AND resource_type = 'REPORT'" % tenant))
+
+
+@test
+def reports():
+    t = report_tokens()
+    anna = urllib.parse.quote("anna@example.org", safe="")
+    path = "/v1/subjects/%s/report" % anna
+
+    # who may: the owner or an admin of the tenant (or above), personal token
+    before = report_events("hr")
+    r = req("GET", path + "?tenant=hr")
+    check("subject report without a token is 401", is_problem(r, 401), r)
+    r = req("GET", path + "?tenant=hr", t["mona"])
+    check("subject report by a member is 403 (42501)", is_problem(r, 403, "42501"), r)
+    r = req("GET", path + "?tenant=hr", t["hugo_app"])
+    check("subject report with an app token is 403", is_problem(r, 403, "42501"), r)
+    r = req("GET", path + "?tenant=hr", TOKENS["alice"])
+    check("subject report by another tenant's owner is 403", is_problem(r, 403, "42501"), r)
+    r = req("GET", path + "?tenant=nowhere", t["hugo"])
+    check("subject report of an unknown tenant is 404", is_problem(r, 404), r)
+    r = req("GET", path, t["hugo"])
+    check("subject report without ?tenant is 400", is_problem(r, 400), r)
+    r = req("GET", path + "?tenant=hr&format=xml", t["hugo"])
+    check("subject report in an unknown format is 400", is_problem(r, 400), r)
+    r = req("GET", path + "?tenant=hr&limit=5", t["hugo"])
+    check("subject report with an unknown parameter is 400", is_problem(r, 400), r)
+    r = req("GET", path + "?tenant=hr&include_accessors=yes", t["hugo"])
+    check("include_accessors must be true or false", is_problem(r, 400), r)
+    r = req("GET", path + "?tenant=hr&include_accessors=true", t["hugo"])
+    check("naming the accessors without a reason is 400 (22023)", is_problem(r, 400, "22023"), r)
+    r = req("POST", path + "?tenant=hr", t["hugo"], {})
+    check("POST on the report is 405 with Allow: GET", r.status == 405 and "GET" in r.headers.get("allow", ""), r)
+    check("no refused request left a report event", report_events("hr") == before, report_events("hr"))
+
+    # JSON
+    r = req("GET", path + "?tenant=hr", t["hugo"])
+    check("subject report as JSON is 200 application/json",
+          r.status == 200 and r.headers.get("content-type", "").startswith("application/json"), r)
+    doc = r.json() if r.status == 200 else {}
+    check("the report names its subject (URL-decoded), tenant and legal basis",
+          doc.get("subject") == "anna@example.org" and doc.get("tenant") == "hr"
+          and "Art. 15" in doc.get("legal_basis", ""), doc)
+    check("every event by or about the subject, nothing else",
+          doc.get("counts", {}).get("events") == 3 and doc["counts"].get("by_subject") == 2
+          and doc["counts"].get("about_subject") == 2, doc.get("counts"))
+    acc = doc.get("accesses", [])
+    check("the access is listed with date and purpose, without the accessor",
+          len(acc) == 1 and acc[0].get("purpose") == "payroll run" and acc[0].get("occurred_at")
+          and "accessor" not in acc[0], acc)
+    body = r.body.decode()
+    check("no accessor's id or name anywhere in the default report",
+          "boris-planted" not in body and "Boris Planted-Clerk" not in body, body[:300])
+    check("the report is an audit event", report_events("hr") == before + 1, report_events("hr"))
+    rid = doc.get("report_id")
+    ev = psql("SELECT concat_ws('|', category, action, resource_type, resource_id, subject) "
+              "FROM custos.events WHERE id = %d" % int(rid or 0))
+    check("the event: privacy EXPORT REPORT subject-access, the subject only in its encrypted field",
+          ev == "privacy|EXPORT|REPORT|subject-access|anna@example.org"
+          and psql("SELECT position('anna' in concat_ws('|', resource_id, resource_name, target_name)) "
+                   "FROM custos.event_log WHERE id = %d" % int(rid or 0)) == "0", ev)
+
+    r = req("GET", path + "?tenant=hr&include_accessors=true&reason=" +
+            urllib.parse.quote("the subject disputes an access"), t["hanna"])
+    acc = r.json().get("accesses", []) if r.status == 200 else []
+    check("with include_accessors and a reason the accessor is named",
+          r.status == 200 and any(a.get("accessor") == "boris-planted" for a in acc), r)
+
+    # CSV, streamed; the report event is committed before the rows
+    before = report_events("hr")
+    r = req("GET", path + "?tenant=hr&format=csv", t["hugo2"])
+    check("subject report as CSV is 200 text/csv",
+          r.status == 200 and r.headers.get("content-type", "").startswith("text/csv")
+          and "attachment" in r.headers.get("content-disposition", ""), r)
+    rows = csv_rows(r.body) if r.status == 200 else [[]]
+    head = rows[0]
+    check("the CSV has a header and a row per event (3, and the JSON report's event)",
+          "withheld" in head and "about_subject" in head and len(rows) == 1 + 5, [len(rows), head[:6]])
+    if "description" in head:
+        d = [row[head.index("description")] for row in rows[1:]]
+        check("a formula in a cell is neutralised", "'=cmd|' /C calc'!A0 planted" in d, d)
+    check("the CSV report is an audit event too", report_events("hr") == before + 1, report_events("hr"))
+    r = req("GET", path + "?tenant=hr", t["hugo2"], headers={"Accept": "text/csv"})
+    check("Accept: text/csv gives CSV", r.status == 200 and r.headers.get("content-type", "").startswith("text/csv"), r)
+    r = req("GET", path + "?tenant=hr&format=csv", t["mona"])
+    check("a refused CSV report is problem+json, not an empty CSV", is_problem(r, 403, "42501"), r)
+
+    # support report
+    planted = {
+        "token secrets": [v for k, v in t.items() if k != "hugo_id"] + [v for k, v in TOKENS.items() if isinstance(v, str) and v.startswith("cst_")],
+        "installation secret": [psql("SELECT encode(secret, 'hex') FROM custos.installation")],
+        "data keys": psql("SELECT string_agg(encode(key, 'hex'), ' ') FROM custos.data_key WHERE key IS NOT NULL").split(),
+        "scope refs": psql("SELECT string_agg(encode(scope_ref, 'hex'), ' ') FROM custos.data_key").split(),
+        "token hashes": psql("SELECT string_agg(encode(secret_hash, 'hex'), ' ') FROM custos.token").split(),
+        "personal values": ["anna@example.org", "Anna Planted", "203.0.113.99", "boris-planted",
+                            "Boris Planted-Clerk", "DE-planted-iban", "calc'!A0 planted", "Hanna Owner",
+                            "Mona Member"],
+    }
+    before = report_events("hr")
+    r = req("GET", "/v1/support/report?tenant=hr", t["hugo"])
+    check("support report of a tenant by its admin is 200 JSON",
+          r.status == 200 and r.headers.get("content-type", "").startswith("application/json"), r)
+    doc = r.json() if r.status == 200 else {}
+    check("it has versions, settings, chains, jobs, counts and recent problems",
+          all(k in doc for k in ("versions", "settings", "chains", "jobs", "counts", "recent_problems"))
+          and doc.get("includes_personal_data") is False, sorted(doc))
+    body = r.body.decode()
+    leaks = {k: [v for v in vs if v and v in body] for k, vs in planted.items()}
+    check("the default support report holds no planted secret or personal value",
+          not any(leaks.values()) and sum(len(v) for v in planted.values()) > 20, leaks)
+    check("the support report is an audit event", report_events("hr") == before + 1)
+    r = req("GET", "/v1/support/report", t["hugo2"])
+    check("the installation's support report by a tenant admin is 403", is_problem(r, 403, "42501"), r)
+    r = req("GET", "/v1/support/report?tenant=hr&personal_data=true&reason=ticket", t["hugo2"])
+    check("personal data in a support report by an admin is 403", is_problem(r, 403, "42501"), r)
+    r = req("GET", "/v1/support/report?tenant=hr&personal_data=true", t["hanna2"])
+    check("personal data without a reason is 400", is_problem(r, 400, "22023"), r)
+    r = req("GET", "/v1/support/report?tenant=hr&personal_data=1", t["hanna2"])
+    check("personal_data must be true or false", is_problem(r, 400), r)
+    r = req("GET", "/v1/support/report?tenant=hr&token=x", t["hanna2"])
+    check("support report with an unknown parameter is 400", is_problem(r, 400), r)
+    r = req("GET", "/v1/support/report?tenant=hr&personal_data=true&reason=" + urllib.parse.quote("ticket 4711"),
+            t["hanna2"])
+    doc = r.json() if r.status == 200 else {}
+    body = r.body.decode()
+    check("the owner's support report with personal data names the tenant's people",
+          r.status == 200 and doc.get("includes_personal_data") is True and "Hanna Owner" in body, r)
+    check("... and still no secret",
+          not any(v in body for k in ("token secrets", "installation secret", "data keys", "token hashes")
+                  for v in planted[k]))
+    ev = psql("SELECT concat_ws('|', category, new_state ->> 'reason', new_state ->> 'include_personal_data') "
+              "FROM custos.events WHERE id = %d" % int(doc.get("report_id") or 0))
+    check("it is a privacy event naming why", ev == "privacy|ticket 4711|true", ev)
 
 
 @test
