@@ -653,6 +653,8 @@
     const tz = el('span', { class: 'help', text: 'Times are shown in ' + timeZone + '.' });
     $('events-summary').after(tz);
     $('grant-expires').value = isoToLocal(new Date(Date.now() + 7 * 86400e3).toISOString()).slice(0, 16);
+    // on a phone the filters start folded: the events come first
+    if (matchMedia('(max-width: 720px)').matches) $('filters-details').open = false;
     if (token()) start(false);
     else $('token').focus();
   });
