@@ -240,7 +240,7 @@ await run('sign in', async () => {
   await shot(page, 'events.png');
 
   // speed: sign-in to the first screen vs the GET /v1/events call behind it,
-  // nine sign-ins each on loopback and with 20 ms of network latency
+  // fifteen sign-ins each on loopback and with 20 ms of network latency
   // (DevTools' emulation: every request of the page pays it, as on a LAN).
   // The issue's target is 2x; the checks are guard rails that a shared,
   // loaded test machine still passes (a regression such as a second call
@@ -250,11 +250,11 @@ await run('sign in', async () => {
   for (const [latency, guard] of [[0, 4], [20, 3]]) {
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency, downloadThroughput: -1, uploadThroughput: -1 });
     const runs = [];
-    for (let i = 0; i < 9; i++) runs.push(await measureSignIn(page, TOKENS.walter));
+    for (let i = 0; i < 15; i++) runs.push(await measureSignIn(page, TOKENS.walter));
     runs.sort((a, b) => a.ratio - b.ratio);
-    const med = runs[4];
+    const med = runs[7];
     console.log('# first screen of 100 events, network latency %d ms: sign-in to first screen %s ms, ' +
-      'GET /v1/events %s ms, ratio %s (median of 9: %s); all 100 rows painted at %s ms; target 2x %s',
+      'GET /v1/events %s ms, ratio %s (median of 15: %s); all 100 rows painted at %s ms; target 2x %s',
     latency, med.screen.toFixed(1), med.call.toFixed(1), med.ratio.toFixed(2),
     runs.map((r) => r.ratio.toFixed(2)).join(' '), med.all.toFixed(1), med.ratio <= 2 ? 'met' : 'NOT met');
     ratios.push({ latency, median: med, runs });
@@ -520,6 +520,26 @@ await run('phone', async () => {
   await shot(page, 'phone-detail.png');
   const dfit = await page.evaluate(() => document.querySelector('#detail').getBoundingClientRect().width <= window.innerWidth);
   check('... and the detail fits the screen', dfit);
+  await context.close();
+});
+
+// ---------------------------------------------------------------------------
+// A tampered chain shows as broken (last: it breaks acme's chain for good)
+// ---------------------------------------------------------------------------
+await run('broken chain', async () => {
+  const { context, page } = await newPage();
+  await signIn(page, TOKENS.walter);
+  await page.waitForFunction(() => document.querySelector('#chain-status').textContent === 'verified');
+  // the attacker: a superuser who bypasses custos' triggers and edits an event
+  psql("BEGIN; SET LOCAL session_replication_role = replica; " +
+       "UPDATE custos.event_log SET action = 'EDITED' WHERE id = (SELECT min(id) FROM custos.event_log WHERE tenant = 'acme'); COMMIT;");
+  await page.click('#chain-check');
+  await page.waitForFunction(() => ['verified', 'pending', 'broken'].includes(document.querySelector('#chain-status').textContent));
+  const status = await page.textContent('#chain-status');
+  const detail = await page.textContent('#chain-detail');
+  check('an edited event: the chain status says broken, and how', status === 'broken' && /^modified at position \d+/.test(detail),
+    { status, detail });
+  await shot(page, 'chain-broken.png', { clip: { x: 0, y: 60, width: 1360, height: 220 } });
   await context.close();
 });
 
