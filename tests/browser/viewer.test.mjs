@@ -242,24 +242,33 @@ await run('sign in', async () => {
   // speed: sign-in to the first screen vs the GET /v1/events call behind it,
   // fifteen sign-ins each on loopback and with 20 ms of network latency
   // (DevTools' emulation: every request of the page pays it, as on a LAN).
-  // The issue's target is 2x; the checks are guard rails that a shared,
-  // loaded test machine still passes (a regression such as a second call
-  // before the table, or a slow render, breaks them).
+  // The issue's target is 2x.  The checks are guard rails that a shared,
+  // loaded test machine still passes and a regression (a second call before
+  // the table, a slow render) breaks: on loopback, where the call takes a few
+  // ms and one browser frame (~18 ms: docs/viewer.md) dominates, the page's
+  // own time (first screen minus call) within 40 ms; with latency, 3x.
   const cdp = await context.newCDPSession(page);
   await cdp.send('Network.enable');
-  for (const [latency, guard] of [[0, 4], [20, 3]]) {
+  for (const latency of [0, 20]) {
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency, downloadThroughput: -1, uploadThroughput: -1 });
     const runs = [];
     for (let i = 0; i < 15; i++) runs.push(await measureSignIn(page, TOKENS.walter));
     runs.sort((a, b) => a.ratio - b.ratio);
     const med = runs[7];
+    const own = runs.map((r) => r.screen - r.call).sort((a, b) => a - b)[7];
     console.log('# first screen of 100 events, network latency %d ms: sign-in to first screen %s ms, ' +
-      'GET /v1/events %s ms, ratio %s (median of 15: %s); all 100 rows painted at %s ms; target 2x %s',
+      'GET /v1/events %s ms, ratio %s (median of 15: %s); the page\'s own time %s ms (median); ' +
+      'all 100 rows painted at %s ms; target 2x %s',
     latency, med.screen.toFixed(1), med.call.toFixed(1), med.ratio.toFixed(2),
-    runs.map((r) => r.ratio.toFixed(2)).join(' '), med.all.toFixed(1), med.ratio <= 2 ? 'met' : 'NOT met');
-    ratios.push({ latency, median: med, runs });
-    check('first screen within ' + guard + 'x of its GET /v1/events with ' + latency + ' ms latency (median ' +
-      med.ratio.toFixed(2) + 'x; target 2x)', med.ratio <= guard, runs);
+    runs.map((r) => r.ratio.toFixed(2)).join(' '), own.toFixed(1), med.all.toFixed(1), med.ratio <= 2 ? 'met' : 'NOT met');
+    ratios.push({ latency, median: med, own_ms: own, runs });
+    if (latency === 0) {
+      check('on loopback the page adds at most 40 ms to its GET /v1/events (median ' + own.toFixed(1) + ' ms; ratio ' +
+        med.ratio.toFixed(2) + 'x)', own <= 40, runs);
+    } else {
+      check('with ' + latency + ' ms latency the first screen is within 3x of its GET /v1/events (median ' +
+        med.ratio.toFixed(2) + 'x; target 2x)', med.ratio <= 3, runs);
+    }
   }
   await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
   fs.writeFileSync(path.join(OUT, 'first-screen.json'), JSON.stringify(ratios, null, 2));
