@@ -86,6 +86,8 @@ row-level security, as always in PostgreSQL):
 As the reseller, demo-acme's images and personal fields are hidden; as Walter
 (works council) the acme log is readable; the camera app sees its own events.
 
+The audit-log page: http://127.0.0.1:$GW_PORT/ (sign in with a token above)
+
 Over HTTP (custos-gateway on 127.0.0.1:$GW_PORT, log in $RUN/gateway.log):
   curl -s -H "Authorization: Bearer <token>" http://127.0.0.1:$GW_PORT/v1/access-info
   curl -s -H "Authorization: Bearer <token>" 'http://127.0.0.1:$GW_PORT/v1/events?limit=5&order=desc'

@@ -6,7 +6,7 @@
 # For work on a few tests: CUSTOS_TEST_OUT=dir (default build/test),
 # REGRESS="a b" and ISOLATION="c" run just those (an empty value skips the
 # suite), SKIP_CRASH=1 skips the crash and dump/restore tests, SKIP_GATEWAY=1
-# the gateway's HTTP tests.
+# the gateway's HTTP tests, SKIP_BROWSER=1 the audit-log page's browser test.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -93,6 +93,11 @@ if [ -z "${SKIP_GATEWAY:-}" ]; then
     echo "-- gateway: the suite did not run to the end"
     failed=$((failed + 1))
   fi
+fi
+
+# the audit-log page end to end in headless Chromium
+if [ -z "${SKIP_BROWSER:-}" ]; then
+  script_test browser "$TOP/tools/browser_test.sh"
 fi
 
 echo

@@ -257,32 +257,26 @@ export_format(Request *r, ExportFormat *format)
 	return true;
 }
 
-/* GET /v1/events/export */
+/*
+ * Streams the export of filters (a JSON object of filters, already checked
+ * for shape) as the caller of token.  GET /v1/events/export and the export
+ * tickets' downloads (ticket.c) both end here.
+ */
 enum MHD_Result
-events_export(Request *r)
+events_export_run(Request *r, const char *token, const char *filters, ExportFormat format)
 {
-	static const char *const skip[] = {"format", NULL};
 	static const char *const csv_headers[] = {
 		"Content-Disposition", "attachment; filename=\"custos-events.csv\"", NULL
 	};
 	static const char *const ndjson_headers[] = {
 		"Content-Disposition", "attachment; filename=\"custos-events.ndjson\"", NULL
 	};
-	enum MHD_Result res;
-	ExportFormat format;
 	DbCall		call;
-	char	   *filters;
 	ExportStream *s;
 
-	if (!export_format(r, &format))
-		return http_problem(r, 406, "not-acceptable", "exports are text/csv or application/x-ndjson",
-							NULL, "Send Accept: text/csv or Accept: application/x-ndjson, or ?format=csv|ndjson.");
-	filters = handler_query_json(r, skip, &res);
-	if (filters == NULL)
-		return res;
 	handler_call_init(r, &call, STMT_EXPORT_PREPARE, true);
+	call.token = token;
 	s = db_export_begin(&call, filters, format);
-	free(filters);
 	if (call.access[0])
 		snprintf(r->access, sizeof(r->access), "%s", call.access);
 	if (s == NULL)
@@ -292,4 +286,24 @@ events_export(Request *r)
 							   "application/x-ndjson",
 							   export_reader, s, export_free,
 							   format == EXPORT_CSV ? csv_headers : ndjson_headers);
+}
+
+/* GET /v1/events/export */
+enum MHD_Result
+events_export(Request *r)
+{
+	static const char *const skip[] = {"format", NULL};
+	enum MHD_Result res;
+	ExportFormat format;
+	char	   *filters;
+
+	if (!export_format(r, &format))
+		return http_problem(r, 406, "not-acceptable", "exports are text/csv or application/x-ndjson",
+							NULL, "Send Accept: text/csv or Accept: application/x-ndjson, or ?format=csv|ndjson.");
+	filters = handler_query_json(r, skip, &res);
+	if (filters == NULL)
+		return res;
+	res = events_export_run(r, http_bearer_token(r), filters, format);
+	free(filters);
+	return res;
 }

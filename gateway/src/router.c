@@ -25,13 +25,17 @@
 #include "privacy.h"
 #include "reports.h"
 #include "router.h"
+#include "static.h"
 #include "system.h"
+#include "ticket.h"
 
 const Route routes[] = {
 	{"POST", "/v1/events", "events.append", events_append, ROUTE_AUTH | ROUTE_BODY},
 	{"GET", "/v1/events", "events.list", events_list, ROUTE_AUTH},
 	{"GET", "/v1/events/export", "events.export", events_export, ROUTE_AUTH | ROUTE_EXPENSIVE},
 	{"GET", "/v1/events/{id}", "events.get", events_get, ROUTE_AUTH},
+	{"POST", "/v1/exports", "exports.create", ticket_create, ROUTE_AUTH | ROUTE_BODY | ROUTE_EXPENSIVE},
+	{"GET", "/v1/exports/{ticket}", "exports.download", ticket_download, 0},
 	{"GET", "/v1/verify", "chain.verify", chain_verify, ROUTE_AUTH | ROUTE_EXPENSIVE},
 	{"GET", "/v1/digest", "chain.digest", chain_digest, ROUTE_AUTH | ROUTE_EXPENSIVE},
 	{"PUT", "/v1/tenants/{tenant}/privacy-mode", "privacy.mode", privacy_mode_put, ROUTE_AUTH | ROUTE_BODY},
@@ -46,6 +50,10 @@ const Route routes[] = {
 	{"GET", "/healthz", "healthz", system_healthz, 0},
 	{"GET", "/readyz", "readyz", system_readyz, 0},
 	{"GET", "/metrics", "metrics", metrics_handler, 0},
+	{"GET", "/", "page", static_page, 0},
+	{"GET", "/app.js", "page.js", static_page, 0},
+	{"GET", "/app.css", "page.css", static_page, 0},
+	{"GET", "/favicon.svg", "page.icon", static_page, 0},
 };
 const int	n_routes = sizeof(routes) / sizeof(routes[0]);
 

@@ -604,6 +604,94 @@ def export_formats():
     check("an export with a bad token is 401", is_problem(r, 401, "28000"), r)
 
 
+@test
+def export_tickets():
+    # the page's downloads: a single-use ticket URL instead of a bearer token
+    writer = TOKENS["writer"]
+    kind = "TICKET-%d" % time.time_ns()
+    r = post_events(writer, [{"tenant": "desk", "action": "T%d" % i, "resource_type": kind,
+                              "description": "=1+%d" % i} for i in range(3)])
+    check("events for the ticket exports", r.status == 201, r)
+    r = req("POST", "/v1/exports", writer, {"format": "csv", "filters": {"resource_type": kind}})
+    t = r.json() if r.status == 201 else {}
+    href = t.get("href", "")
+    check("POST /v1/exports is 201 with a ticket URL, Location and expiry",
+          r.status == 201 and re.fullmatch(r"/v1/exports/[0-9a-f]{64}", href) is not None
+          and r.headers.get("location") == href and t.get("expires_in") == 60 and t.get("format") == "csv", r)
+    d = req("GET", href)
+    rows = csv_rows(d.body) if d.status == 200 else []
+    check("GET on the ticket URL needs no token: the CSV export, as an attachment",
+          d.status == 200 and d.headers.get("content-type", "").startswith("text/csv")
+          and d.headers.get("content-disposition") == 'attachment; filename="custos-events.csv"'
+          and d.headers.get("transfer-encoding") == "chunked" and len(rows) == 4
+          and rows[0][:2] == ["id", "tenant"], d)
+    direct = req("GET", "/v1/events/export?format=csv&resource_type=" + kind, writer)
+    check("... the same bytes as GET /v1/events/export with the token", d.body == direct.body)
+    check("... formulas neutralised as there", "'=1+0" in d.body.decode(), d.body[:200])
+    check("a ticket works once (404 the second time)", is_problem(req("GET", href), 404), href)
+    r = req("POST", "/v1/exports", writer, {"format": "csv", "filters": {"resource_type": kind}})
+    h = req("HEAD", r.json()["href"]) if r.status == 201 else r
+    check("HEAD on a ticket is 405 and leaves it usable",
+          h.status == 405 and h.headers.get("allow") == "GET" and req("GET", r.json()["href"]).status == 200, h)
+    r = req("POST", "/v1/exports", writer, {"format": "ndjson", "filters": {"resource_type": kind, "action": "T1"}})
+    d = req("GET", r.json()["href"]) if r.status == 201 else r
+    check("an NDJSON ticket streams the NDJSON export of its filters",
+          d.status == 200 and d.headers.get("content-type") == "application/x-ndjson"
+          and [json.loads(x)["action"] for x in d.body.decode().splitlines()] == ["T1"], d)
+    # only from the address that asked: 127.0.0.2 is loopback too
+    r = req("POST", "/v1/exports", writer, {"format": "csv", "filters": {"resource_type": kind}})
+    other = None
+    if r.status == 201:
+        c = http.client.HTTPConnection(HOST, PORT, timeout=10, source_address=("127.0.0.2", 0))
+        try:
+            c.request("GET", r.json()["href"])
+            x = c.getresponse()
+            other = Resp(x.status, x.getheaders(), x.read())
+        finally:
+            c.close()
+    check("a ticket is refused from another client address (404), and is gone after that",
+          other is not None and is_problem(other, 404) and is_problem(req("GET", r.json()["href"]), 404), other)
+    # (another token for the refusals: each ticket counts against the stricter rate limit)
+    pager = TOKENS["pager"]
+    check("a bad filter is refused when the ticket is asked for (400, 22023)",
+          is_problem(req("POST", "/v1/exports", pager, {"format": "csv", "filters": {"colour": "red"}}), 400, "22023"))
+    check("a bad format is 400", is_problem(req("POST", "/v1/exports", pager, {"format": "xml"}), 400))
+    check("an unknown field is 400", is_problem(req("POST", "/v1/exports", pager, {"format": "csv", "x": 1}), 400))
+    check("filters must be an object",
+          is_problem(req("POST", "/v1/exports", pager, {"format": "csv", "filters": "tenant=desk"}), 400))
+    check("no token is 401", is_problem(req("POST", "/v1/exports", None, {"format": "csv"}), 401))
+    check("a bad token is 401",
+          is_problem(req("POST", "/v1/exports", "cst_" + "2" * 64, {"format": "csv"}), 401, "28000"))
+    check("an unknown ticket is 404", is_problem(req("GET", "/v1/exports/" + "0" * 64), 404))
+    check("a malformed ticket is 404", is_problem(req("GET", "/v1/exports/nope"), 404))
+    log = os.path.join(os.path.dirname(os.environ["GW_TOKENS"]), "gateway.log")
+    check("tickets do not reach the gateway's log", href[12:] not in open(log).read())
+
+
+@test
+def page():
+    r = req("GET", "/")
+    csp = r.headers.get("content-security-policy", "")
+    check("GET / is the audit-log page (text/html)",
+          r.status == 200 and r.headers.get("content-type") == "text/html; charset=utf-8"
+          and b'<script src="/app.js" defer></script>' in r.body, r.status)
+    check("... with a strict CSP, no referrer, no framing",
+          "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+          and "unsafe" not in csp and r.headers.get("referrer-policy") == "no-referrer"
+          and r.headers.get("x-frame-options") == "DENY" and r.headers.get("x-content-type-options") == "nosniff",
+          r.headers)
+    for path, ctype in (("/app.js", "text/javascript; charset=utf-8"), ("/app.css", "text/css; charset=utf-8"),
+                        ("/favicon.svg", "image/svg+xml")):
+        x = req("GET", path)
+        check("GET %s is %s" % (path, ctype), x.status == 200 and x.headers.get("content-type") == ctype
+              and len(x.body) > 0 and "content-security-policy" in x.headers, x.status)
+    h = req("HEAD", "/")
+    check("HEAD / has no body", h.status == 200 and h.body == b"", h)
+    check("POST / is 405 with Allow: GET", is_problem(req("POST", "/", None, {}), 405)
+          and req("POST", "/", None, {}).headers.get("allow") == "GET")
+    check("other files are 404", is_problem(req("GET", "/index.html"), 404) and is_problem(req("GET", "/app.map"), 404))
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
