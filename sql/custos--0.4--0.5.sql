@@ -746,7 +746,12 @@ SELECT
 		WHEN ak.key IS NULL AND ak.shred_reason OPERATOR(pg_catalog.=) 'erasure' THEN 'erased'
 		WHEN ak.key IS NULL THEN 'anonymised'
 		WHEN e.subject_key_id IS NOT NULL AND sk.key_id IS NULL THEN 'hidden'
-		WHEN e.subject_key_id IS NOT NULL AND sk.key IS NULL THEN 'erased'
+		WHEN e.subject_key_id IS NOT NULL AND sk.key IS NULL AND sk.shred_reason OPERATOR(pg_catalog.=) 'erasure' THEN 'erased'
+		WHEN e.subject_key_id IS NOT NULL AND sk.key IS NULL THEN 'anonymised'
+		-- zeroed in place by a destruction that was interrupted (retention.c)
+		WHEN ak.key OPERATOR(pg_catalog.=) '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+		  OR sk.key OPERATOR(pg_catalog.=) '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+		THEN 'anonymised'
 		ELSE 'clear'
 	END AS personal_data
 FROM custos.event_log e

@@ -78,6 +78,7 @@ script_test() {	# script_test NAME SCRIPT: a shell test on its own cluster
 
 if [ -z "${SKIP_CRASH:-}" ]; then
   script_test crash "$TOP/tools/crash_test.sh"
+  script_test retention_crash "$TOP/tools/retention_crash_test.sh"
   script_test dump "$TOP/tools/dump_test.sh"
 fi
 

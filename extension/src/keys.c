@@ -343,7 +343,7 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 									"SELECT key_id, key FROM custos.data_key "
 									"WHERE tenant OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2 "
 									"AND scope_ref OPERATOR(pg_catalog.=) $3 AND period OPERATOR(pg_catalog.=) $4 "
-									"AND key IS NOT NULL ORDER BY key_id LIMIT 1",
+									"AND key IS NOT NULL ORDER BY key_id DESC LIMIT 1",
 									4, tg);
 		plan_key_put = prepare_kept(
 									"INSERT INTO custos.data_key (tenant, scope, scope_ref, period, key, pseudonym) "

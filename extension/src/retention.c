@@ -215,6 +215,17 @@ custos_destroy_keys(PG_FUNCTION_ARGS)
 								  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not destroy data keys");
 		destroyed = SPI_processed;
+
+		/*
+		 * Erasure also reaches keys that anonymisation or retention destroyed
+		 * before: their pseudonym still linked the person's events.
+		 */
+		if (forget &&
+			SPI_execute_with_args("UPDATE custos.data_key SET shred_reason = $2, pseudonym = NULL "
+								  "WHERE key_id OPERATOR(pg_catalog.=) ANY ($1) AND key IS NULL "
+								  "AND shred_reason OPERATOR(pg_catalog.<>) $2",
+								  2, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not forget pseudonyms");
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -318,7 +329,7 @@ custos_retention_batch(PG_FUNCTION_ARGS)
 		if (SPI_execute_with_args("SELECT id, recorded_at, actor_key_id, subject_key_id, ctid "
 								  "FROM custos.event_log "
 								  "WHERE tenant OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>) $2 "
-								  "AND id OPERATOR(pg_catalog.<) $4 ORDER BY id LIMIT $3",
+								  "AND id OPERATOR(pg_catalog.<) $4 ORDER BY tenant, id LIMIT $3",
 								  4, types, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read expired events");
 		tt = SPI_tuptable;
@@ -457,14 +468,23 @@ custos_retention_compact(PG_FUNCTION_ARGS)
 								  "WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY id_lo",
 								  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the cuts");
-		nranges = (int) SPI_processed;
-		ranges = palloc(sizeof(CutRange) * Max(nranges, 1));
-		for (i = 0; i < nranges; i++)
+		ranges = palloc(sizeof(CutRange) * Max(SPI_processed, 1));
+		nranges = 0;
+		for (i = 0; i < (int) SPI_processed; i++)
 		{
 			bool		isnull;
+			int64		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			int64		hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 
-			ranges[i].lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-			ranges[i].hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+			/* overlapping ranges merged, as in verify.c */
+			if (nranges > 0 && lo <= ranges[nranges - 1].hi)
+			{
+				ranges[nranges - 1].hi = Max(ranges[nranges - 1].hi, hi);
+				continue;
+			}
+			ranges[nranges].lo = lo;
+			ranges[nranges].hi = hi;
+			nranges++;
 		}
 
 		blocks = SPI_cursor_open_with_args(NULL,

@@ -204,13 +204,27 @@ load_cuts(Datum tenant, CutSet *c)
 							  "WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY id_lo",
 							  1, types, &tenant, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read retention cuts");
-	c->n = (int) SPI_processed;
-	c->lo = palloc(sizeof(int64) * Max(c->n, 1));
-	c->hi = palloc(sizeof(int64) * Max(c->n, 1));
+	c->lo = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	c->hi = palloc(sizeof(int64) * Max(SPI_processed, 1));
+
+	/*
+	 * A later run's range may span earlier ones (after a hold is lifted, the
+	 * events between them go too): merge, so that the binary search in
+	 * cut_contains() sees disjoint ranges.
+	 */
 	for (i = 0; i < SPI_processed; i++)
 	{
-		c->lo[i] = col_int8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		c->hi[i] = col_int8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		int64		lo = col_int8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		int64		hi = col_int8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		if (c->n > 0 && lo <= c->hi[c->n - 1])
+		{
+			c->hi[c->n - 1] = Max(c->hi[c->n - 1], hi);
+			continue;
+		}
+		c->lo[c->n] = lo;
+		c->hi[c->n] = hi;
+		c->n++;
 	}
 }
 
