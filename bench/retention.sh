@@ -28,6 +28,7 @@
 #   RB_SUBJECTS  data subjects per tenant (a third of the events name one) [1000]
 #   RB_BATCH     batch_size of the jobs [10000]
 #   RB_CLIENTS   pgbench clients in (c) [4]
+#   RB_PAUSE     custos.job_batch_pause of the run in (c), in ms [0]
 #   RB_SECONDS   seconds of each pgbench run in (c), at most [10]
 #   RB_PORT      port of the throwaway cluster [54331]
 #   RB_KEEP=1    leave the cluster running at exit
@@ -39,6 +40,7 @@ TENANTS=${RB_TENANTS:-8}
 ACTORS=${RB_ACTORS:-1000}
 SUBJECTS=${RB_SUBJECTS:-1000}
 BATCH=${RB_BATCH:-10000}
+PAUSE=${RB_PAUSE:-0}
 CLIENTS=${RB_CLIENTS:-4}
 SECS=${RB_SECONDS:-10}
 PORT=${RB_PORT:-54331}
@@ -235,7 +237,8 @@ sql -c CHECKPOINT
 tps_alone=$(pgbench_tps "$secs")
 sql -c CHECKPOINT
 r0=$(date +%s.%N)
-sql -c "CALL custos.apply_retention(as_of => '$T2'::timestamptz + interval '30 days', batch_size => $BATCH)" &
+PGOPTIONS="-c custos.job_batch_pause=${PAUSE}ms" \
+  sql -c "CALL custos.apply_retention(as_of => '$T2'::timestamptz + interval '30 days', batch_size => $BATCH)" &
 job_pid=$!
 sleep 0.3
 tps_during=$(pgbench_tps "$secs")
@@ -248,7 +251,8 @@ r1=$(date +%s.%N)
 cut2=$(sql -c "SELECT sum(events_deleted) FROM custos.job_run WHERE job = 'retention'")
 ratio=$(calc %.2f "$tps_during / $tps_alone")
 say ""
-say "== c. appends: pgbench $CLIENTS clients of custos.log(), ${secs}s each, alone vs during a retention run"
+say "== c. appends: pgbench $CLIENTS clients of custos.log(), ${secs}s each, alone vs during a retention run" \
+  "(custos.job_batch_pause = ${PAUSE}ms)"
 say "   alone           tps: $tps_alone"
 say "   during retention tps: $tps_during  (the run cut $((cut2 - cut)) events in $(calc %.1f "$r1 - $r0")s;" \
   "still running when pgbench ended: $still)"

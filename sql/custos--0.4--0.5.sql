@@ -454,6 +454,15 @@ CREATE FUNCTION custos.job_lock(job text, tenant text) RETURNS void
 	SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('custos.' || $1), pg_catalog.hashtext($2))
 $$;
 
+-- Between two batches: the pause the DBA asked for (custos.job_batch_pause).
+CREATE FUNCTION custos.job_pause() RETURNS void
+	LANGUAGE sql VOLATILE AS $$
+	-- pg_settings has the value in the GUC's unit (ms), without the unit
+	SELECT pg_catalog.pg_sleep(s.setting::integer / 1000.0)
+	  FROM pg_catalog.pg_settings s
+	 WHERE s.name = 'custos.job_batch_pause' AND s.setting <> '0'
+$$;
+
 CREATE FUNCTION custos.job_begin(job text, tenant text, as_of timestamptz, cutoff timestamptz) RETURNS bigint
 	LANGUAGE sql VOLATILE AS $$
 	INSERT INTO custos.job_run (job, tenant, as_of, cutoff, backend_start)
@@ -509,6 +518,7 @@ BEGIN
 		destroyed := destroyed + n;
 		UPDATE custos.job_run j SET keys_destroyed = j.keys_destroyed + n WHERE j.run_id = run;
 		COMMIT;
+		PERFORM custos.job_pause();
 	END LOOP;
 END
 $$;
@@ -591,6 +601,7 @@ BEGIN
 			COMMIT;
 			after := b.last_id;
 			EXIT WHEN b.done;
+			PERFORM custos.job_pause();
 		END LOOP;
 		-- the keys of days wholly before the cutoff encrypted only events
 		-- that are gone now (or held, whose keys are kept)
@@ -771,7 +782,7 @@ REVOKE ALL ON FUNCTION custos.scope_ref(text, text, text), custos.destroy_keys(b
 	custos.set_retention_policy(text, integer, integer),
 	custos.place_legal_hold(text, text, text), custos.lift_legal_hold(bigint, text),
 	custos.held_keys(text), custos.kept_keys(text), custos.tenant_on_hold(text), custos.erase_subject(text, text, text),
-	custos.job_clock(timestamptz), custos.job_lock(text, text), custos.job_begin(text, text, timestamptz, timestamptz),
+	custos.job_clock(timestamptz), custos.job_lock(text, text), custos.job_pause(), custos.job_begin(text, text, timestamptz, timestamptz),
 	custos.job_finish(bigint, text), custos.schedule_jobs(text), custos.unschedule_jobs()
 	FROM PUBLIC;
 REVOKE ALL ON PROCEDURE custos.destroy_old_keys(text, integer, text, integer, bigint, bigint),

@@ -570,6 +570,7 @@ custos_retention_compact(PG_FUNCTION_ARGS)
 int			custos_retention_default_days = 180;
 int			custos_retention_min_days = 1;
 int			custos_retention_max_days = 3650;
+int			custos_job_batch_pause_ms = 0;
 
 void
 RetentionDefineGucs(void)
@@ -594,5 +595,13 @@ RetentionDefineGucs(void)
 							&custos_retention_max_days,
 							3650, 1, 36500,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("custos.job_batch_pause",
+							gettext_noop("Pause of the retention and anonymisation jobs after each batch."),
+							gettext_noop("Like vacuum_cost_delay: a longer run leaves more of the machine to "
+										 "the application's appends."),
+							&custos_job_batch_pause_ms,
+							0, 0, 10000,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 }

@@ -230,6 +230,19 @@ SELECT tenant, ok, failure, failed_event_id = :victim AS the_victim FROM custos.
 ROLLBACK;
 
 -- ---------------------------------------------------------------------------
+-- the DBA's pause between batches (custos.job_batch_pause) slows a run down
+-- ---------------------------------------------------------------------------
+SELECT custos.seal() >= 0 AS sealed;
+SELECT count(*) > 1 AS several_batches_to_go FROM custos.event_log
+ WHERE tenant = 'ret-a' AND id < (SELECT watermark FROM custos.sealer_state);
+SET custos.job_batch_pause = '200ms';
+SELECT clock_timestamp() AS before_paused \gset
+CALL custos.apply_retention(tenant => 'ret-a', as_of => now() + interval '400 days', batch_size => 1);
+SELECT clock_timestamp() - :'before_paused'::timestamptz >= interval '200ms' AS paused;
+RESET custos.job_batch_pause;
+SELECT * FROM pg_temp.verify_all();
+
+-- ---------------------------------------------------------------------------
 -- pg_cron: a notice without it, a nightly job with it
 -- ---------------------------------------------------------------------------
 SELECT custos.schedule_jobs();
