@@ -122,6 +122,8 @@ pg_dir "$DIR"
 start "$DIR/server-1.log" || die "the cluster did not start (see $DIR/server-1.log)"
 sql -c "CREATE EXTENSION custos CASCADE" >/dev/null 2>"$DIR/create.err" ||
   die "CREATE EXTENSION failed: $(cat "$DIR/create.err")"
+# free-form action names below: taxonomy in open mode (docs/capture.md)
+sql -c "SELECT custos.set_taxonomy_mode('open')" >/dev/null || die "set_taxonomy_mode failed"
 
 # ---------------------------------------------------------------------------
 # clients: each appends event after event in autocommit; resource_id

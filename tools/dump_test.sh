@@ -108,6 +108,8 @@ as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t "$WAIT" start >/dev/
 sql postgres -c "CREATE DATABASE src" || die "CREATE DATABASE src failed"
 sql src -c "CREATE EXTENSION custos CASCADE" 2>"$DIR/create.err" ||
   die "CREATE EXTENSION failed: $(cat "$DIR/create.err")"
+# free-form action names below: taxonomy in open mode (docs/capture.md)
+sql src -c "SELECT custos.set_taxonomy_mode('open')" >/dev/null || die "set_taxonomy_mode failed"
 
 # Every column of custos.events, personal fields decrypted, in id order.
 CHECKSUM="SELECT count(*) || ' ' || md5(string_agg(e::text, E'\n' ORDER BY e.id)) FROM custos.events e"

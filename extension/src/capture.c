@@ -582,8 +582,15 @@ get_config(Relation rel)
 		cfg->natts == RelationGetDescr(rel)->natts)
 		return cfg;
 
-	cfg->valid = false;
-	MemoryContextReset(cfg->cxt);
+	/* a fresh hash entry is not zeroed, and a rebuild starts from nothing */
+	{
+		MemoryContext cxt = cfg->cxt;
+
+		MemoryContextReset(cxt);
+		memset(cfg, 0, sizeof(CaptureConfig));
+		cfg->relid = relid;
+		cfg->cxt = cxt;
+	}
 	build_config(cfg, rel);
 	cfg->valid = true;
 	return cfg;
