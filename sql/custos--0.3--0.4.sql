@@ -56,6 +56,7 @@ SELECT 'category', c.name, c.description, true
 	('data', 'Changes of application data recorded by custos.track() (the default category of captured events).'),
 	('security', 'Security-relevant events of an application.'),
 	('system', 'Events of the system itself.'),
+	('device', 'Events of devices such as cameras and their firmware.'),
 	('auth', 'Authentication: logins, logouts, failed logins.'),
 	('scheme', 'Schemes, their camera settings, triggers and firmware (seed 002).'),
 	('object', 'Bookable objects (seed 003).'),
