@@ -152,7 +152,8 @@ DO $mode$
 BEGIN
 	IF EXISTS (SELECT 1 FROM custos.event_log) THEN
 		INSERT INTO custos.taxonomy_setting (mode) VALUES ('open');
-		RAISE NOTICE 'custos: this audit log already holds events, so the taxonomy stays open'
+		-- a WARNING: extension scripts run with client_min_messages >= warning
+		RAISE WARNING 'the audit log already holds events, so the custos taxonomy stays in open mode'
 			USING HINT = 'Register your own names with custos.register_action() and friends, then SELECT custos.set_taxonomy_mode(''strict'').';
 	END IF;
 END
