@@ -122,8 +122,6 @@ pg_dir "$DIR"
 start "$DIR/server-1.log" || die "the cluster did not start (see $DIR/server-1.log)"
 sql -c "CREATE EXTENSION custos CASCADE" >/dev/null 2>"$DIR/create.err" ||
   die "CREATE EXTENSION failed: $(cat "$DIR/create.err")"
-# free-form action names below: taxonomy in open mode (docs/capture.md)
-sql -c "SELECT custos.set_taxonomy_mode('open')" >/dev/null || die "set_taxonomy_mode failed"
 
 # ---------------------------------------------------------------------------
 # clients: each appends event after event in autocommit; resource_id
@@ -133,7 +131,7 @@ for ((c = 1; c <= CLIENTS; c++)); do
   awk -v c=$c -v n=$EVENTS -v t=$TENANTS 'BEGIN {
     q = sprintf("%c", 39)
     for (i = 0; i < n; i++)
-      printf "SELECT custos.log(%s{\"tenant\": \"crash-%d\", \"action\": \"APPEND\", \"actor\": \"client-%d\", %s\"resource_id\": \"c%d-%d\"}%s);\n",
+      printf "SELECT custos.log(%s{\"tenant\": \"crash-%d\", \"action\": \"CREATE\", \"actor\": \"client-%d\", %s\"resource_id\": \"c%d-%d\"}%s);\n",
         q, (c + i) % t, c, (i % 5 == 0 ? "\"subject\": \"s" (i % 7) "\", " : ""), c, i, q
   }' >"$DIR/client-$c.sql"
 done
