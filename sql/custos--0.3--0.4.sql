@@ -535,7 +535,8 @@ BEGIN
 		SELECT t.relid, g.tgname
 		  FROM custos.tracked_table t
 		  JOIN pg_catalog.pg_trigger g ON g.tgrelid = t.relid
-		 WHERE g.tgname IN ('custos_capture', 'custos_capture_truncate') AND g.tgenabled = 'D'
+		 -- 'D' disabled, 'R' fires only under session_replication_role = replica
+		 WHERE g.tgname IN ('custos_capture', 'custos_capture_truncate') AND g.tgenabled IN ('D', 'R')
 	LOOP
 		RAISE EXCEPTION 'trigger "%" of tracked table "%" cannot be disabled', r.tgname, r.relid
 			USING ERRCODE = 'insufficient_privilege',

@@ -259,6 +259,9 @@ SELECT action, resource_id, previous_state, new_state FROM custos.events WHERE i
 
 SELECT pg_temp.try($$ALTER TABLE capapp.setting DISABLE TRIGGER custos_capture$$);
 SELECT pg_temp.try($$ALTER TABLE capapp.setting DISABLE TRIGGER ALL$$);
+SELECT pg_temp.try($$ALTER TABLE capapp.setting ENABLE REPLICA TRIGGER custos_capture$$);
+-- ALWAYS (fires under session_replication_role = replica too) is stronger: allowed
+SELECT pg_temp.try($$ALTER TABLE capapp.setting ENABLE ALWAYS TRIGGER custos_capture_truncate$$);
 SELECT pg_temp.try($$DROP TRIGGER custos_capture ON capapp.setting$$);
 SELECT pg_temp.try($$DROP TRIGGER custos_capture_truncate ON capapp.setting$$);
 SELECT pg_temp.try($$DELETE FROM custos.tracked_table$$);
