@@ -65,14 +65,32 @@ drain() {
   return 1
 }
 
-pgbench_run() {	# pgbench_run WORKLOAD: prints tps
-  local user=$PGUSER_OS out
+# CPU clock ticks the cluster has used so far (as in bench/run.sh): the
+# postmaster's own and its reaped children's, plus its live children's.
+cluster_ticks() {
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$(head -1 "$DATA/postmaster.pid")" '
+    { pid = $1; sub(/.*\) /, "") }
+    pid == pm { s += $12 + $13 + $14 + $15 }
+    $2 == pm { s += $12 + $13 }
+    END { print s }'
+}
+HZ=$(getconf CLK_TCK)
+
+pgbench_run() {	# pgbench_run WORKLOAD: prints tps and server CPU us per transaction
+  local user=$PGUSER_OS out t0 t1
   [ "$1" = pgaudit ] && user=bench_pgaudit
   drain
   sql -c CHECKPOINT
+  t0=$(cluster_ticks)
   out=$(as_pg "$PGBIN/pgbench" -n -h "$DIR" -p "$PORT" -U "$user" -c "$CLIENTS" -j 2 -T "$SECS" \
     -M prepared -f "$BENCH/capture_update_$1.sql" "$DB" 2>&1) || { echo "$out" >&2; return 1; }
-  awk '/^tps = / {printf "%.0f\n", $3}' <<<"$out"
+  sleep 0.3	# let the postmaster reap the backends
+  drain		# the sealer's work for these events counts too
+  t1=$(cluster_ticks)
+  awk -v d=$((t1 - t0)) -v hz="$HZ" '
+    /^number of transactions actually processed/ {n = $NF}
+    /^tps = / {tps = $3}
+    END {printf "%.0f %.1f\n", tps, d / hz * 1e6 / n}' <<<"$out"
 }
 
 # ---------------------------------------------------------------------------
@@ -127,14 +145,16 @@ WORKLOADS=(plain custos jsonb pgaudit)
 for w in "${WORKLOADS[@]}"; do	# warm-up: caches, data keys, the day's keys
   SECS=3 pgbench_run "$w" >/dev/null
 done
-declare -A tps ratios
+declare -A tps cpu ratios
 for ((r = 0; r < ROUNDS; r++)); do
   order=("${WORKLOADS[@]}")
   ((r % 2 == 1)) && order=(pgaudit jsonb custos plain)
   declare -A this=()
   for w in "${order[@]}"; do
-    this[$w]=$(pgbench_run "$w")
-    tps[$w]="${tps[$w]:-} ${this[$w]}"
+    read -r t c <<<"$(pgbench_run "$w")"
+    this[$w]=$t
+    tps[$w]="${tps[$w]:-} $t"
+    cpu[$w]="${cpu[$w]:-} $c"
   done
   for w in custos jsonb pgaudit; do
     ratios[$w]="${ratios[$w]:-} $(calc %.3f "${this[$w]} / ${this[plain]}")"
@@ -148,6 +168,12 @@ done
 for w in custos jsonb pgaudit; do
   say "   $(printf '%-8s' "$w")/plain per round:${ratios[$w]}  median $(calc %.2f "$(median ${ratios[$w]})")"
 done
+for w in "${WORKLOADS[@]}"; do
+  say "   $(printf '%-8s' "$w") server CPU us/transaction (sealer included):${cpu[$w]}  median $(median ${cpu[$w]})"
+done
+mpc=$(median ${cpu[plain]})
+say "   CPU ratio plain/x (a throughput ratio if CPU-bound): custos $(calc %.2f "$mpc / $(median ${cpu[custos]})")," \
+  "jsonb $(calc %.2f "$mpc / $(median ${cpu[jsonb]})"), pgaudit $(calc %.2f "$mpc / $(median ${cpu[pgaudit]})")"
 rc=$(median ${ratios[custos]})
 rj=$(median ${ratios[jsonb]})
 rp=$(median ${ratios[pgaudit]})

@@ -288,6 +288,28 @@ SELECT tenant, category, action, resource_type, resource_id, resource_name,
  ORDER BY id;
 
 -- ---------------------------------------------------------------------------
+-- options: no-op UPDATEs recorded on request; constant metadata and a
+-- constant target level; a savepoint rolled back takes its events with it
+-- ---------------------------------------------------------------------------
+CREATE TABLE capapp.device (id int PRIMARY KEY, tenant text NOT NULL, label text, fw text);
+SELECT custos.track('capapp.device', 'ENDPOINT', 'tenant', category => 'device', record_noop => true,
+					target_level => 'ENDPOINT', target_name_column => 'label',
+					metadata => '{"source": {"value": "provisioning"}, "firmware": "fw", "tenantName": {"tenant": "name"},
+								  "limits": {"value": {"max": 3}}}');
+SELECT max(id) AS mark FROM custos.event_log \gset
+INSERT INTO capapp.device VALUES (1, 'cap-a', 'cam-entrance', '1.4');
+UPDATE capapp.device SET fw = fw;
+BEGIN;
+UPDATE capapp.device SET fw = '1.5';
+SAVEPOINT s1;
+UPDATE capapp.device SET fw = '9.9';
+DELETE FROM capapp.device;
+ROLLBACK TO SAVEPOINT s1;
+COMMIT;
+SELECT action, resource_id, target_level, target_name, previous_state, new_state, metadata
+  FROM custos.events WHERE id > :mark ORDER BY id;
+
+-- ---------------------------------------------------------------------------
 -- bulk: one statement changing 100k rows records 100k events
 -- ---------------------------------------------------------------------------
 CREATE TABLE capapp.bulk (id int PRIMARY KEY, tenant text NOT NULL, v int NOT NULL, label text);
