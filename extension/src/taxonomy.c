@@ -154,8 +154,13 @@ allowed_names(const char *kind)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		/* at most 200 names: an installation may register many */
 		spi_check(SPI_execute_with_args("SELECT string_agg(name, ', ' ORDER BY name COLLATE \"C\") "
-										"FROM custos.taxonomy WHERE kind = $1",
+										"FILTER (WHERE n <= 200) || CASE WHEN count(*) > 200 "
+										"THEN ' and ' || (count(*) - 200) || ' more (see custos.taxonomy)' "
+										"ELSE '' END "
+										"FROM (SELECT name, row_number() OVER (ORDER BY name COLLATE \"C\") AS n "
+										"FROM custos.taxonomy WHERE kind = $1) t",
 										1, &argtype, &arg, NULL, true, 1),
 				  SPI_OK_SELECT, "taxonomy list");
 		if (SPI_processed > 0)
