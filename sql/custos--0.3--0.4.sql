@@ -290,6 +290,7 @@ CREATE TABLE custos.tracked_table (
 	record_noop			boolean		NOT NULL DEFAULT false,
 	key_in_state		boolean		NOT NULL DEFAULT true,
 	record_state		boolean		NOT NULL DEFAULT true,
+	subject_column		name,
 	attnums				jsonb		NOT NULL,
 	tracked_at			timestamptz	NOT NULL DEFAULT clock_timestamp(),
 	CONSTRAINT tracked_table_pkey PRIMARY KEY (relid)
@@ -302,6 +303,8 @@ COMMENT ON COLUMN custos.tracked_table.excluded IS 'Columns never recorded, not 
 COMMENT ON COLUMN custos.tracked_table.redacted IS 'Columns recorded as changed with the value replaced by "[redacted]" (besides custos.capture_deny_columns).';
 COMMENT ON COLUMN custos.tracked_table.metadata IS
 	'Event metadata: {"key": "column"} takes a column''s value, {"key": {"value": json}} a constant, {"key": {"tenant": "name"}} the tenant''s name.';
+COMMENT ON COLUMN custos.tracked_table.subject_column IS
+	'Column naming the data subject a row is about: the event''s subject, so that erasing the subject erases these events too.';
 COMMENT ON COLUMN custos.tracked_table.attnums IS
 	'Attribute numbers of the configured columns when tracked: a configured column renamed later is still found (and still redacted).';
 
@@ -348,7 +351,8 @@ CREATE FUNCTION custos.track(
 	key_columns name[] DEFAULT NULL,
 	record_noop boolean DEFAULT false,
 	key_in_state boolean DEFAULT true,
-	record_state boolean DEFAULT true) RETURNS void
+	record_state boolean DEFAULT true,
+	subject_column name DEFAULT NULL) RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	old custos.tracked_table;
@@ -436,7 +440,8 @@ BEGIN
 	END IF;
 
 	-- every configured column exists
-	cols := keys OPERATOR(pg_catalog.||) ARRAY[tenant_column, resource_name_column, target_level_column, target_name_column]
+	cols := keys OPERATOR(pg_catalog.||) ARRAY[tenant_column, resource_name_column, target_level_column, target_name_column,
+											   subject_column]
 		OPERATOR(pg_catalog.||) excluded OPERATOR(pg_catalog.||) redacted;
 	IF metadata IS NOT NULL THEN
 		IF pg_catalog.jsonb_typeof(metadata) <> 'object' THEN
@@ -474,7 +479,8 @@ BEGIN
 		'actions', acts, 'excluded', excluded, 'redacted', redacted, 'metadata', metadata,
 		'target_level', target_level, 'target_level_column', target_level_column,
 		'target_name_column', target_name_column, 'record_noop', record_noop,
-		'key_in_state', key_in_state, 'record_state', record_state, 'attnums', attnums);
+		'key_in_state', key_in_state, 'record_state', record_state, 'subject_column', subject_column,
+		'attnums', attnums);
 
 	SELECT * INTO old FROM custos.tracked_table t WHERE t.relid = tbl;
 	PERFORM custos.capture_configure(tbl, config);
@@ -494,7 +500,7 @@ BEGIN
 		'new_state', config OPERATOR(pg_catalog.-) '{relid,attnums}'::text[]));
 END
 $$;
-COMMENT ON FUNCTION custos.track(regclass, text, name, name, text, jsonb, name[], name[], jsonb, text, name, name, name[], boolean, boolean, boolean) IS
+COMMENT ON FUNCTION custos.track(regclass, text, name, name, text, jsonb, name[], name[], jsonb, text, name, name, name[], boolean, boolean, boolean, name) IS
 	'Records every INSERT, UPDATE, DELETE and TRUNCATE of a table as audit events of the row''s tenant (superuser); tracking a tracked table again replaces its configuration.  Audited.  See docs/capture.md.';
 
 CREATE FUNCTION custos.untrack(tbl regclass) RETURNS void
@@ -587,5 +593,5 @@ CREATE EVENT TRIGGER custos_capture_drop ON sql_drop
 	EXECUTE FUNCTION custos.capture_guard_drop();
 
 REVOKE ALL ON FUNCTION custos.capture_configure(regclass, jsonb), custos.capture_row(),
-	custos.track(regclass, text, name, name, text, jsonb, name[], name[], jsonb, text, name, name, name[], boolean, boolean, boolean),
+	custos.track(regclass, text, name, name, text, jsonb, name[], name[], jsonb, text, name, name, name[], boolean, boolean, boolean, name),
 	custos.untrack(regclass), custos.capture_guard_ddl(), custos.capture_guard_drop() FROM PUBLIC;

@@ -25,6 +25,7 @@ typedef struct AppendRecord
 	const char *target_level;
 	const char *target_name;
 	const char *description;
+	const char *subject;		/* NULL: the event is about no data subject */
 	Jsonb	   *previous_state;
 	Jsonb	   *new_state;
 	Jsonb	   *metadata;

@@ -811,6 +811,7 @@ AppendRecordEvent(const AppendRecord *rec)
 	in.text[F_TARGET_LEVEL] = (char *) rec->target_level;
 	in.text[F_TARGET_NAME] = (char *) rec->target_name;
 	in.text[F_DESCRIPTION] = (char *) rec->description;
+	in.text[F_SUBJECT] = (char *) rec->subject;
 	in.text[F_ACTOR] = (char *) rec->actor;
 	in.json[F_PREVIOUS_STATE] = binary_value(rec->previous_state);
 	in.json[F_NEW_STATE] = binary_value(rec->new_state);

@@ -20,6 +20,8 @@
  *	 name through custos.capture_deny_columns) are compared but their values
  *	 are replaced by "[redacted]": the log says that a password changed, never
  *	 what it was or became.  The values never reach an error message either.
+ *	 A subject column makes the row's data subject the event's subject, so
+ *	 that erasing the subject (crypto-shredding) covers its captured changes.
  *
  * Changed means a different binary image (after detoasting), not "unequal by
  * the type's = operator": for citext 'A' = 'a' and for numeric 1.0 = 1.00,
@@ -147,6 +149,7 @@ typedef struct CaptureConfig
 	AttrNumber	resource_name_att;	/* 0: none */
 	AttrNumber	target_level_att;
 	AttrNumber	target_name_att;
+	AttrNumber	subject_att;	/* 0: events have no subject */
 	char	   *target_level;
 	int			nmeta;
 	MetaEntry  *meta;
@@ -386,7 +389,8 @@ build_config(CaptureConfig *cfg, Relation rel)
 		if (SPI_execute_with_args("SELECT resource_type, tenant_column::text, key_columns::text[], "
 								  "resource_name_column::text, category, actions, excluded::text[], "
 								  "redacted::text[], metadata, target_level, target_level_column::text, "
-								  "target_name_column::text, record_noop, key_in_state, record_state, attnums "
+								  "target_name_column::text, record_noop, key_in_state, record_state, attnums, "
+								  "subject_column::text "
 								  "FROM custos.tracked_table WHERE relid = $1",
 								  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "SPI query of custos.tracked_table failed");
@@ -484,6 +488,8 @@ build_config(CaptureConfig *cfg, Relation rel)
 			cfg->target_level_att = require_column(cfg, desc, attnums, s, "target level");
 		if ((s = spi_text(tup, td, 12)) != NULL)
 			cfg->target_name_att = require_column(cfg, desc, attnums, s, "target name");
+		if ((s = spi_text(tup, td, 17)) != NULL)
+			cfg->subject_att = require_column(cfg, desc, attnums, s, "subject");
 
 		d = SPI_getbinval(tup, td, 9, &isnull);
 		if (!isnull)
@@ -1069,6 +1075,7 @@ custos_capture_row(PG_FUNCTION_ARGS)
 						rec.target_level, cfg->table_name),
 				 errhint("Allowed values: \"TENANT\", \"GROUP\", \"ENDPOINT\".")));
 	rec.target_name = column_text(cfg, cfg->target_name_att, rv, rn);
+	rec.subject = column_text(cfg, cfg->subject_att, rv, rn);
 	rec.metadata = build_metadata(cfg, rec.tenant, rv, rn);
 
 	AppendRecordEvent(&rec);
@@ -1115,13 +1122,13 @@ custos_capture_configure(PG_FUNCTION_ARGS)
 									  "(relid, resource_type, tenant_column, key_columns, resource_name_column, "
 									  "category, actions, excluded, redacted, metadata, target_level, "
 									  "target_level_column, target_name_column, record_noop, key_in_state, "
-									  "record_state, attnums) "
+									  "record_state, subject_column, attnums) "
 									  "SELECT r.relid, r.resource_type, r.tenant_column, r.key_columns, "
 									  "r.resource_name_column, r.category, r.actions, coalesce(r.excluded, '{}'), "
 									  "coalesce(r.redacted, '{}'), r.metadata, r.target_level, r.target_level_column, "
 									  "r.target_name_column, coalesce(r.record_noop, false), "
 									  "coalesce(r.key_in_state, true), coalesce(r.record_state, true), "
-									  "coalesce(r.attnums, '{}') "
+									  "r.subject_column, coalesce(r.attnums, '{}') "
 									  "FROM jsonb_populate_record(NULL::custos.tracked_table, $1) r",
 									  1, &jtype, &jarg, NULL, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "SPI insert into custos.tracked_table failed");

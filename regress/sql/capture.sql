@@ -289,15 +289,17 @@ SELECT tenant, category, action, resource_type, resource_id, resource_name,
 
 -- ---------------------------------------------------------------------------
 -- options: no-op UPDATEs recorded on request; constant metadata and a
--- constant target level; a savepoint rolled back takes its events with it
+-- constant target level; a subject column; a savepoint rolled back takes
+-- its events with it
 -- ---------------------------------------------------------------------------
-CREATE TABLE capapp.device (id int PRIMARY KEY, tenant text NOT NULL, label text, fw text);
+CREATE TABLE capapp.device (id int PRIMARY KEY, tenant text NOT NULL, label text, fw text, owner_id text);
 SELECT custos.track('capapp.device', 'ENDPOINT', 'tenant', category => 'device', record_noop => true,
+					subject_column => 'owner_id',
 					target_level => 'ENDPOINT', target_name_column => 'label',
 					metadata => '{"source": {"value": "provisioning"}, "firmware": "fw", "tenantName": {"tenant": "name"},
 								  "limits": {"value": {"max": 3}}}');
 SELECT max(id) AS mark FROM custos.event_log \gset
-INSERT INTO capapp.device VALUES (1, 'cap-a', 'cam-entrance', '1.4');
+INSERT INTO capapp.device VALUES (1, 'cap-a', 'cam-entrance', '1.4', 'u-42');
 UPDATE capapp.device SET fw = fw;
 BEGIN;
 UPDATE capapp.device SET fw = '1.5';
@@ -308,6 +310,10 @@ ROLLBACK TO SAVEPOINT s1;
 COMMIT;
 SELECT action, resource_id, target_level, target_name, previous_state, new_state, metadata
   FROM custos.events WHERE id > :mark ORDER BY id;
+-- the subject column makes the device's owner the events' data subject
+-- (erasing u-42 erases these events' personal fields)
+SELECT e.action, e.subject, l.subject_key_id IS NOT NULL AS subject_keyed
+  FROM custos.events e JOIN custos.event_log l USING (id) WHERE e.id > :mark ORDER BY e.id;
 
 -- ---------------------------------------------------------------------------
 -- bulk: one statement changing 100k rows records 100k events
