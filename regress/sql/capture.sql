@@ -315,6 +315,19 @@ SELECT action, resource_id, target_level, target_name, previous_state, new_state
 SELECT e.action, e.subject, l.subject_key_id IS NOT NULL AS subject_keyed
   FROM custos.events e JOIN custos.event_log l USING (id) WHERE e.id > :mark ORDER BY e.id;
 
+-- the deny-list applies from the next write after it changes (superuser)
+SELECT max(id) AS mark FROM custos.event_log \gset
+SET custos.capture_deny_columns = 'label';
+UPDATE capapp.device SET label = 'cam-lobby';
+RESET custos.capture_deny_columns;
+UPDATE capapp.device SET label = 'cam-hall';
+SELECT action, previous_state, new_state FROM custos.events WHERE id > :mark ORDER BY id;
+-- an event that cannot be written refuses the write (fail closed): too large
+SET custos.max_event_bytes = 1024;
+SELECT pg_temp.try($$UPDATE capapp.device SET fw = repeat('x', 2000)$$);
+RESET custos.max_event_bytes;
+SELECT fw FROM capapp.device;
+
 -- ---------------------------------------------------------------------------
 -- bulk: one statement changing 100k rows records 100k events
 -- ---------------------------------------------------------------------------
