@@ -254,9 +254,14 @@ BEGIN
 	END IF;
 	RAISE EXCEPTION '% "%" is not in the custos taxonomy', pg_catalog.replace(kind, '_', ' '), name
 		USING ERRCODE = 'invalid_parameter_value',
+			  -- at most 200 names, as custos.log()'s error (taxonomy.c)
 			  DETAIL = pg_catalog.format('Allowed values: %s.',
-					(SELECT pg_catalog.string_agg(t.name, ', ' ORDER BY t.name COLLATE "C")
-					   FROM custos.taxonomy t WHERE t.kind = taxonomy_check.kind)),
+					(SELECT pg_catalog.string_agg(x.name, ', ' ORDER BY x.name COLLATE "C") FILTER (WHERE x.n <= 200)
+							OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.count(*) > 200
+								THEN ' and ' OPERATOR(pg_catalog.||) (pg_catalog.count(*) - 200)::text
+									 OPERATOR(pg_catalog.||) ' more (see custos.taxonomy)' ELSE '' END
+					   FROM (SELECT t.name, pg_catalog.row_number() OVER (ORDER BY t.name COLLATE "C") AS n
+							   FROM custos.taxonomy t WHERE t.kind = taxonomy_check.kind) x)),
 			  HINT = pg_catalog.format('Register it with custos.register_%s(), or switch the installation to open mode with custos.set_taxonomy_mode(''open'').', kind);
 END
 $$;
