@@ -176,7 +176,8 @@ EOF
 as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w start >/dev/null
 sql postgres -c "CREATE DATABASE $DB" -c "CREATE DATABASE $BULK"
 sql "$DB" -c "SET client_min_messages = warning" -f "$BENCH/setup.sql"
-sql "$BULK" -c "SET client_min_messages = warning" -c "CREATE EXTENSION custos CASCADE"
+sql "$BULK" -c "SET client_min_messages = warning" -c "CREATE EXTENSION custos CASCADE" \
+  -c "SELECT custos.set_taxonomy_mode('open')"
 # the sealer worker retries every second until database $DB exists
 for ((i = 0; ; i++)); do
   sql "$DB" -c "SELECT 'ok' FROM custos.status() WHERE preloaded AND sealer_pid IS NOT NULL" | grep -q ok && break

@@ -1,6 +1,8 @@
 -- bench/setup.sql: objects of the benchmark database (run once by run.sh).
 
 CREATE EXTENSION custos CASCADE;
+-- the benchmarks log free-form actions: taxonomy in open mode
+SELECT custos.set_taxonomy_mode('open');
 
 -- The append baseline: an ordinary table holding the same event, personal
 -- fields in clear columns, with a bigint id from a CACHE 1 sequence and the

@@ -138,7 +138,9 @@ SELECT custos.log(pg_catalog.jsonb_build_object(
 SELECT custos.log(pg_catalog.jsonb_build_object(
   'tenant', 'acme', 'category', 'scheme', 'action', 'UPDATE', 'resource_type', 'CAMERA_SETTINGS',
   'resource_id', 'XSS-2', 'description', '=HYPERLINK("http://evil.example/","click")')) \gset x_
--- clinic: personal data the reseller sees until privacy mode
+-- clinic: personal data the reseller sees until privacy mode; a category of
+-- the health platform's own, registered as an installation would
+SELECT custos.register_category('patient', 'Patient records (health platform)') IS NOT NULL AS registered \gset x_
 SELECT custos.log(pg_catalog.jsonb_build_object(
   'tenant', 'clinic', 'category', 'patient', 'action', 'VIEW', 'resource_type', 'CAMERA',
   'resource_id', 'cam-3', 'actor', 'dr-olga', 'actor_name', 'Dr. Olga', 'subject', 'patient-17',

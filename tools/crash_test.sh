@@ -131,7 +131,7 @@ for ((c = 1; c <= CLIENTS; c++)); do
   awk -v c=$c -v n=$EVENTS -v t=$TENANTS 'BEGIN {
     q = sprintf("%c", 39)
     for (i = 0; i < n; i++)
-      printf "SELECT custos.log(%s{\"tenant\": \"crash-%d\", \"action\": \"APPEND\", \"actor\": \"client-%d\", %s\"resource_id\": \"c%d-%d\"}%s);\n",
+      printf "SELECT custos.log(%s{\"tenant\": \"crash-%d\", \"action\": \"CREATE\", \"actor\": \"client-%d\", %s\"resource_id\": \"c%d-%d\"}%s);\n",
         q, (c + i) % t, c, (i % 5 == 0 ? "\"subject\": \"s" (i % 7) "\", " : ""), c, i, q
   }' >"$DIR/client-$c.sql"
 done

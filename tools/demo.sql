@@ -100,6 +100,54 @@ SELECT count(*) FROM custos.log_batch($$[
 ]$$::jsonb);
 COMMIT;
 
+-- Capture (issue 4): the scheme application's own tables, tracked.  Every
+-- write becomes an event of the row's tenant, in the same transaction, shaped
+-- like seed 002's scheme audit log: a deployment (SCHEME DEPLOY), a camera
+-- setting update 60 -> 75 (CAMERA_SETTINGS UPDATE) and a trigger association
+-- (TRIGGER ADD).  demo.scheme_audit_log shows them in the seed's JSON shape.
+CREATE TABLE demo.scheme_deployment (
+	tenant text NOT NULL, scheme text NOT NULL, target_level text NOT NULL, target_name text NOT NULL,
+	PRIMARY KEY (tenant, scheme, target_level, target_name));
+CREATE TABLE demo.scheme_camera_setting (
+	tenant text NOT NULL, scheme text NOT NULL, setting_key text NOT NULL, value text NOT NULL,
+	PRIMARY KEY (tenant, scheme, setting_key));
+CREATE TABLE demo.scheme_trigger (
+	tenant text NOT NULL, scheme text NOT NULL, trigger_name text NOT NULL, trigger_category text NOT NULL,
+	PRIMARY KEY (tenant, scheme, trigger_name));
+SELECT custos.track('demo.scheme_deployment', 'SCHEME', 'tenant', category => 'scheme',
+	resource_name_column => 'scheme', actions => '{"INSERT": "DEPLOY", "DELETE": "UNDEPLOY"}',
+	target_level_column => 'target_level', target_name_column => 'target_name', record_state => false,
+	metadata => '{"tenantName": {"tenant": "name"}, "targetLevel": "target_level",
+				  "targetLevelName": "target_name", "schemeName": "scheme"}');
+SELECT custos.track('demo.scheme_camera_setting', 'CAMERA_SETTINGS', 'tenant', category => 'scheme',
+	resource_name_column => 'setting_key', actions => '{"INSERT": "ADD", "DELETE": "REMOVE"}',
+	key_in_state => false,
+	metadata => '{"tenantName": {"tenant": "name"}, "schemeName": "scheme", "cameraSettingKey": "setting_key"}');
+SELECT custos.track('demo.scheme_trigger', 'TRIGGER', 'tenant', category => 'scheme',
+	resource_name_column => 'scheme', actions => '{"INSERT": "ADD", "DELETE": "REMOVE"}', record_state => false,
+	metadata => '{"tenantName": {"tenant": "name"}, "schemeName": "scheme", "triggerName": "trigger_name",
+				  "triggerCategoryName": "trigger_category"}');
+-- the reseller's admin works in the scheme application: her principal is
+-- the actor of every captured change
+BEGIN;
+SELECT custos.authenticate(:'rita_token') IS NOT NULL AS ok;
+INSERT INTO demo.scheme_camera_setting VALUES ('demo-acme', 'SchemeA', 'brightness', '60');
+INSERT INTO demo.scheme_deployment VALUES ('demo-acme', 'SchemeA', 'GROUP', 'Group1');
+UPDATE demo.scheme_camera_setting SET value = '75' WHERE tenant = 'demo-acme' AND scheme = 'SchemeA'
+   AND setting_key = 'brightness';
+INSERT INTO demo.scheme_trigger VALUES ('demo-acme', 'SchemeA', 'TriggerX', 'Tailgating');
+COMMIT;
+-- custos' events in seed 002's shape (its JSON-in-a-string fields included)
+CREATE VIEW demo.scheme_audit_log WITH (security_invoker = true) AS
+SELECT e.id, e.tenant, e.occurred_at, e.actor, e.actor_type,
+	   jsonb_strip_nulls(jsonb_build_object(
+		'auditableResource', e.resource_type, 'auditableAction', e.action, 'resourceName', e.resource_name,
+		'additionalMetadata', e.metadata::text, 'previousState', e.previous_state::text,
+		'newState', e.new_state::text)) AS entry
+  FROM custos.events e
+ WHERE e.category = 'scheme' AND e.resource_type IN ('SCHEME', 'CAMERA_SETTINGS', 'TRIGGER', 'FIRMWARE');
+GRANT SELECT ON demo.scheme_audit_log TO PUBLIC;
+
 SELECT custos.seal() >= 0 AS sealed;
 
 \pset format unaligned

@@ -128,7 +128,7 @@ SELECT count(custos.log(jsonb_build_object(
          || CASE WHEN n % 3 = 0 THEN jsonb_build_object('subject', 's-' || n % 11) ELSE '{}' END))
   FROM generate_series(1, $EVENTS - 10) n;
 SELECT count(*) FROM custos.log_batch((
-  SELECT jsonb_agg(jsonb_build_object('tenant', 'dump-' || n % $TENANTS, 'action', 'BATCH',
+  SELECT jsonb_agg(jsonb_build_object('tenant', 'dump-' || n % $TENANTS, 'action', 'IMPORT',
                                       'actor', 'u-' || n % 7, 'subject', 's-' || n,
                                       'previous_state', jsonb_build_object('v', n)))
     FROM generate_series(1, 10) n));
@@ -218,7 +218,7 @@ dst_keys=$(sql dst -c "SELECT count(*) FROM custos.data_key" 2>&1)
 src_max_key=$(sql src -c "SELECT coalesce(max(key_id), 0) FROM custos.data_key")
 new=$(sql dst -v src_max_key="$src_max_key" 2>&1 <<'EOF'
 CREATE TEMP TABLE n AS
-SELECT custos.log('{"tenant": "dump-1", "action": "AFTER_RESTORE", "actor": "u-1", "actor_name": "Person 1"}') AS id;
+SELECT custos.log('{"tenant": "dump-1", "action": "RESTORE", "actor": "u-1", "actor_name": "Person 1"}') AS id;
 SELECT n.id > (SELECT max(id) FROM custos.event_log WHERE id <> n.id),
        -- the same scope reference as the restored keys of u-1: same secret
        EXISTS (SELECT 1 FROM custos.data_key o
@@ -237,7 +237,7 @@ IFS='|' read -r new_id_ok same_ref key_reused new_sealed <<<"$new"
 [ "$key_reused" = "t" ] || fail "the append in dst created a new key for a known actor on the same day: $new"
 [ "$new_sealed" = "1" ] || fail "custos.seal() in dst sealed ${new_sealed:-nothing}, not the one new event: $new"
 new_row=$(sql dst -c "SELECT concat_ws(' ', personal_data, actor, actor_name, sealed, seq)
-                       FROM custos.events WHERE action = 'AFTER_RESTORE'" 2>&1)
+                       FROM custos.events WHERE action = 'RESTORE'" 2>&1)
 # sealed at the next position of its tenant's chain
 [ "$new_row" = "clear u-1 Person 1 t $src_size_1" ] || fail "the new event in dst reads back as: $new_row"
 after=$(sql dst -c "SELECT count(*) FILTER (WHERE ok), coalesce(sum(size), 0) FROM custos.verify()" 2>&1)

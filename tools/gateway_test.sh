@@ -151,6 +151,8 @@ if [ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'custos'")" 
     die "ALTER EXTENSION custos UPDATE TO '0.6' failed: $(cat "$DIR/update.err")"
 fi
 ok "extension at version 0.6"
+# the tests log free-form action names: taxonomy in open mode (docs/capture.md)
+sql -c "SELECT custos.set_taxonomy_mode('open')" >/dev/null || die "set_taxonomy_mode failed"
 
 # ---------------------------------------------------------------------------
 # who is who (seed 000/004): a reseller with two customers, one in privacy

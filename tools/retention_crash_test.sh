@@ -327,7 +327,7 @@ victim=$(sql -c "WITH a AS MATERIALIZED (
                   ORDER BY k.key = '\\x$(printf '0%.0s' {1..64})'::bytea DESC, k.key_id LIMIT 1")
 IFS='|' read -r vactor vtenant <<<"$victim"
 if [ -n "$vactor" ]; then
-  id=$(sql -c "SELECT custos.log(jsonb_build_object('tenant', '$vtenant', 'action', 'AFTER', 'actor', '$vactor'))" 2>&1)
+  id=$(sql -c "SELECT custos.log(jsonb_build_object('tenant', '$vtenant', 'action', 'LOGIN', 'actor', '$vactor'))" 2>&1)
   r=$(sql -c "SELECT actor, personal_data FROM custos.events WHERE id = '$id'" 2>&1)
   check "an actor whose key the kill left half-destroyed logs again, readable" "$r" "$vactor|clear"
 fi

@@ -13,6 +13,12 @@
  *
  * Validation happens before anything is written; an error leaves nothing
  * behind, and a batch is all or nothing because it runs in one statement.
+ * In strict taxonomy mode the action, category and resource type must be
+ * registered (taxonomy.c); custos' own events (READ events, captured changes)
+ * are built from registered names and skip that check.
+ *
+ * AppendRecordEvent() is the entry for custos' own C callers that have the
+ * fields at hand (capture.c): no JSON payload is built and parsed per event.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +49,7 @@
 #include "append.h"
 #include "keys.h"
 #include "privacy.h"
+#include "taxonomy.h"
 
 PG_FUNCTION_INFO_V1(custos_log);
 PG_FUNCTION_INFO_V1(custos_log_batch);
@@ -651,6 +658,8 @@ AppendOne(Jsonb *event, const char *access_override)
 	error_context_stack = &errcb;
 	parse_event(&event->root, &in, &pc);
 	error_context_stack = errcb.previous;
+	if (access_override == NULL)
+		TaxonomyCheck(in.text[F_CATEGORY], in.text[F_ACTION], in.text[F_RESOURCE_TYPE]);
 
 	prepare_append(&ac);
 	if (access_override != NULL)
@@ -731,6 +740,7 @@ custos_log_batch(PG_FUNCTION_ARGS)
 		one = JsonbValueToJsonb(elem);
 		check_size(one, "audit event");
 		parse_event(&one->root, &in[i], &pc);
+		TaxonomyCheck(in[i].text[F_CATEGORY], in[i].text[F_ACTION], in[i].text[F_RESOURCE_TYPE]);
 	}
 	error_context_stack = errcb.previous;
 
@@ -756,4 +766,99 @@ custos_log_batch(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	return (Datum) 0;
+}
+
+static JsonbValue *
+binary_value(Jsonb *jb)
+{
+	JsonbValue *v;
+
+	if (jb == NULL)
+		return NULL;
+	v = palloc(sizeof(JsonbValue));
+	v->type = jbvBinary;
+	v->val.binary.data = &jb->root;
+	v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	return v;
+}
+
+/*
+ * Append one event recorded by custos itself on the caller's behalf (a
+ * change of a tracked table).  The caller's identity goes into "access" and,
+ * unless rec->actor is set, "actor" (the principal, else "role:<name>"), as
+ * for custos.log(); the event is trusted (no append-right check: the write
+ * it records has happened, and must be recorded, whoever made it).  Text
+ * fields obey the same limits as in custos.log(); the whole event obeys
+ * custos.max_event_bytes.  Returns the event id.
+ */
+int64
+AppendRecordEvent(const AppendRecord *rec)
+{
+	EventInput	in;
+	AppendContext ac;
+	GuardState	gs;
+	int64		id = 0;
+	Size		total = 0;
+	int			f;
+
+	memset(&in, 0, sizeof(in));
+	in.text[F_TENANT] = (char *) rec->tenant;
+	in.text[F_CATEGORY] = (char *) rec->category;
+	in.text[F_ACTION] = (char *) rec->action;
+	in.text[F_RESOURCE_TYPE] = (char *) rec->resource_type;
+	in.text[F_RESOURCE_ID] = (char *) rec->resource_id;
+	in.text[F_RESOURCE_NAME] = (char *) rec->resource_name;
+	in.text[F_TARGET_LEVEL] = (char *) rec->target_level;
+	in.text[F_TARGET_NAME] = (char *) rec->target_name;
+	in.text[F_DESCRIPTION] = (char *) rec->description;
+	in.text[F_SUBJECT] = (char *) rec->subject;
+	in.text[F_ACTOR] = (char *) rec->actor;
+	in.json[F_PREVIOUS_STATE] = binary_value(rec->previous_state);
+	in.json[F_NEW_STATE] = binary_value(rec->new_state);
+	in.json[F_METADATA] = binary_value(rec->metadata);
+
+	if (in.text[F_TENANT] == NULL || in.text[F_TENANT][0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("audit event is missing \"tenant\"")));
+	for (f = 0; f < NUM_FIELDS; f++)
+	{
+		if (in.text[f] == NULL)
+			continue;
+		if (fields[f].kind != K_LONGTEXT && strlen(in.text[f]) > MAX_TEXT_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("audit event field \"%s\" is longer than %d bytes",
+							fields[f].name, MAX_TEXT_BYTES)));
+		total += strlen(in.text[f]);
+	}
+	if (rec->previous_state)
+		total += VARSIZE(rec->previous_state);
+	if (rec->new_state)
+		total += VARSIZE(rec->new_state);
+	if (rec->metadata)
+		total += VARSIZE(rec->metadata);
+	if (total > (Size) custos_max_event_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("audit event is %zu bytes, more than custos.max_event_bytes (%d)",
+						total, custos_max_event_bytes),
+				 errhint("Exclude large columns from capture: custos.track(..., excluded => ARRAY[...]).")));
+
+	prepare_append(&ac);
+	ac.trusted = true;
+	GuardBeginInternal(&gs);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		id = append_event(&ac, &in);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		GuardEndInternal(&gs);
+	}
+	PG_END_TRY();
+	return id;
 }

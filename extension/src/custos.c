@@ -24,6 +24,7 @@
 #include "utils/syscache.h"
 
 #include "custos.h"
+#include "capture.h"
 #include "guard.h"
 #include "readaudit.h"
 #include "seal.h"
@@ -154,6 +155,17 @@ define_gucs(void)
 								   "postgres",
 								   PGC_POSTMASTER, 0,
 								   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("custos.capture_deny_columns",
+							   gettext_noop("Column names whose values tracked tables never record."),
+							   gettext_noop("A comma-separated list; a column whose name contains one of "
+											"them (ignoring case) is recorded as changed with its value "
+											"replaced by \"[redacted]\"."),
+							   &custos_capture_deny_columns,
+							   "password,passwd,pwd,secret,token,api_key,apikey,private_key,"
+							   "client_secret,credential,pin_hash,session_key",
+							   PGC_SUSET, GUC_LIST_INPUT,
+							   CaptureDenyColumnsCheck, CaptureDenyColumnsAssign, NULL);
 
 	MarkGUCPrefixReserved("custos");
 }

@@ -78,6 +78,7 @@ as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w start >/dev/null || exi
 sql -c "CREATE EXTENSION custos CASCADE" >/dev/null 2>&1
 [ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'custos'")" = "0.3" ] ||
   sql -c "ALTER EXTENSION custos UPDATE TO '0.3'" >/dev/null || exit 1
+sql -c "SELECT custos.set_taxonomy_mode('open')" >/dev/null 2>&1	# free-form actions (docs/capture.md)
 TOKEN=$(sql -v events="$EVENTS" <<'EOF'
 CREATE ROLE custos_gateway LOGIN;
 SELECT custos.create_tenant('bench', NULL, 'Bench') \gset x_
