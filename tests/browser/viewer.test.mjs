@@ -317,7 +317,7 @@ await run('walter', async () => {
     rows.length === Math.min(n, 100) && n > 100 && rows.every((r) => r[1] === 'scheme' && r[2] === 'UPDATE' && r[6] === 'success'),
     { n, rows: rows.length });
   // a time window in the viewer's time: 2026-11-02 00:00 to 12:00 Berlin
-  await applyFilters(page, { from: '2026-11-02T00:00:00', to: '2026-11-02T12:00:00' });
+  await applyFilters(page, { from: '2026-11-02T00:00', to: '2026-11-02T12:00' });
   const times = await page.$$eval('#event-table tbody time', (ts) => ts.map((t) => t.getAttribute('datetime')));
   const lo = Date.parse('2026-11-01T23:00:00Z');
   const hi = Date.parse('2026-11-02T11:00:00Z');
