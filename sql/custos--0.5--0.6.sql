@@ -617,3 +617,199 @@ GRANT EXECUTE ON FUNCTION custos.require_subject_report(text),
 	custos.subject_report_prepare(bigint), custos.subject_report(text, text, boolean, text),
 	custos.support_report(boolean, text, text)
 	TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- HTTP API of retention, legal holds and erasure (custos-gateway)
+--
+-- Thin jsonb wrappers in the style of the 0.3 API: the gateway passes the
+-- client's JSON body as it came, these check its shape (unknown fields and
+-- wrong types are 22023, a missing required field 23502) and call the 0.5
+-- functions, which check the caller (require_admin) and write the audit
+-- events.  Invoker rights, like the 0.3 wrappers: they add no privilege.
+-- ---------------------------------------------------------------------------
+
+-- The integer field "key" of obj: NULL if absent or null; 22023 if it is not
+-- a whole JSON number or does not fit an integer.
+CREATE FUNCTION custos.json_integer(obj jsonb, key text) RETURNS integer
+	LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	n numeric;
+BEGIN
+	IF obj OPERATOR(pg_catalog.->) key IS NULL
+	   OR pg_catalog.jsonb_typeof(obj OPERATOR(pg_catalog.->) key) OPERATOR(pg_catalog.=) 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF pg_catalog.jsonb_typeof(obj OPERATOR(pg_catalog.->) key) OPERATOR(pg_catalog.<>) 'number' THEN
+		RAISE EXCEPTION 'field "%" must be a whole number', key USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	n := (obj OPERATOR(pg_catalog.->>) key)::numeric;
+	IF n OPERATOR(pg_catalog.<>) pg_catalog.trunc(n) THEN
+		RAISE EXCEPTION 'field "%" must be a whole number', key USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF n NOT BETWEEN -2147483648 AND 2147483647 THEN
+		RAISE EXCEPTION 'field "%" is out of range', key USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN n::integer;
+END
+$$;
+COMMENT ON FUNCTION custos.json_integer(jsonb, text) IS 'Internal: an integer field of a JSON request body.';
+
+/*
+ * Raises P0002 for an unknown tenant and 42501 unless the caller may read
+ * its retention settings: exactly those whose rows custos.retention_policies
+ * and custos.legal_holds show, the tenants whose audit log it may read, or a
+ * superuser.  Needed because an empty list of holds would not tell "none"
+ * from "not yours".  SECURITY DEFINER for custos.tenant_path() and
+ * custos.caller_is_superuser(), which PUBLIC may not call.
+ */
+CREATE FUNCTION custos.require_retention_reader(tenant text) RETURNS void
+	LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF custos.tenant_path($1) IS NULL THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', $1 USING ERRCODE = 'no_data_found';
+	END IF;
+	IF NOT ($1 = ANY (custos.visible_tenants()) OR custos.caller_is_superuser()) THEN
+		RAISE EXCEPTION 'the caller may not read the retention settings of tenant "%"', $1
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Retention policies and legal holds are shown to those who may read the tenant''s audit log: its owners and admins, those of tenants above it, and holders of audit.read.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION custos.require_retention_reader(text) IS
+	'Authorisation check of get_retention_policy and list_legal_holds: 404 for an unknown tenant, 42501 unless the caller may read its audit log.';
+
+CREATE FUNCTION custos.get_retention_policy(tenant text) RETURNS jsonb
+	LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	result jsonb;
+BEGIN
+	PERFORM custos.require_retention_reader($1);
+	SELECT pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
+			   'default_days', b.default_days, 'min_days', b.min_days, 'max_days', b.max_days)
+	  INTO result
+	  FROM custos.retention_policies p CROSS JOIN custos.retention_bounds() b
+	 WHERE p.tenant OPERATOR(pg_catalog.=) $1;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION custos.get_retention_policy(text) IS
+	'The row of custos.retention_policies of one tenant and the installation''s bounds, as jsonb (HTTP GET /v1/tenants/{tenant}/retention).';
+
+CREATE FUNCTION custos.put_retention_policy(tenant text, policy jsonb) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	PERFORM custos.check_keys(policy, 'retention policy', ARRAY['retention_days', 'anonymize_days']);
+	IF custos.json_integer(policy, 'retention_days') IS NULL THEN
+		RAISE EXCEPTION 'a retention policy needs "retention_days"' USING ERRCODE = 'not_null_violation',
+			HINT = 'Send {"retention_days": n, "anonymize_days": m or null}.';
+	END IF;
+	RETURN custos.set_retention_policy($1, custos.json_integer(policy, 'retention_days'),
+									   custos.json_integer(policy, 'anonymize_days'));
+END
+$$;
+COMMENT ON FUNCTION custos.put_retention_policy(text, jsonb) IS
+	'custos.set_retention_policy() with {"retention_days", "anonymize_days"} (absent or null: never anonymise early) (HTTP PUT /v1/tenants/{tenant}/retention).';
+
+CREATE FUNCTION custos.list_legal_holds(tenant text) RETURNS jsonb
+	LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	PERFORM custos.require_retention_reader($1);
+	RETURN pg_catalog.jsonb_build_object('tenant', $1, 'legal_holds',
+		(SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(h) OPERATOR(pg_catalog.||)
+											  pg_catalog.jsonb_build_object('active', h.lifted_at IS NULL)
+											  ORDER BY h.hold_id), '[]')
+		   FROM custos.legal_holds h WHERE h.tenant OPERATOR(pg_catalog.=) $1));
+END
+$$;
+COMMENT ON FUNCTION custos.list_legal_holds(text) IS
+	'The legal holds of one tenant, lifted ones included, from custos.legal_holds (HTTP GET /v1/tenants/{tenant}/legal-holds).';
+
+-- A hold as custos.legal_holds shows it, with "active"; the bare facts if the
+-- caller cannot see it there.
+CREATE FUNCTION custos.legal_hold_json(hold_id bigint) RETURNS jsonb
+	LANGUAGE sql STABLE AS $$
+	SELECT coalesce((SELECT pg_catalog.to_jsonb(h) OPERATOR(pg_catalog.||)
+							pg_catalog.jsonb_build_object('active', h.lifted_at IS NULL)
+					   FROM custos.legal_holds h WHERE h.hold_id OPERATOR(pg_catalog.=) $1),
+					pg_catalog.jsonb_build_object('hold_id', $1))
+$$;
+COMMENT ON FUNCTION custos.legal_hold_json(bigint) IS 'Internal: a legal hold as the HTTP API answers with it.';
+
+CREATE FUNCTION custos.create_legal_hold(tenant text, hold jsonb) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+	subject text;
+	reason text;
+	id bigint;
+BEGIN
+	PERFORM custos.check_keys(hold, 'legal hold', ARRAY['subject', 'reason']);
+	subject := custos.json_text(hold, 'subject');
+	reason := custos.json_text(hold, 'reason');
+	IF reason IS NULL THEN
+		RAISE EXCEPTION 'a legal hold needs "reason"' USING ERRCODE = 'not_null_violation',
+			HINT = 'Name the matter, e.g. a case or ticket number; add "subject" to hold one data subject only.';
+	END IF;
+	IF pg_catalog.octet_length(subject) > 1024 THEN
+		RAISE EXCEPTION 'subject is longer than 1024 bytes' USING ERRCODE = 'string_data_right_truncation';
+	END IF;
+	id := custos.place_legal_hold($1, subject, reason);
+	-- a statement of its own: legal_hold_json() is STABLE and sees the
+	-- hold only in a snapshot taken after it was placed
+	RETURN custos.legal_hold_json(id);
+END
+$$;
+COMMENT ON FUNCTION custos.create_legal_hold(text, jsonb) IS
+	'custos.place_legal_hold() with {"subject" (absent: the whole tenant), "reason"}; returns the hold (HTTP POST /v1/tenants/{tenant}/legal-holds).';
+
+CREATE FUNCTION custos.delete_legal_hold(hold_id bigint, request jsonb DEFAULT NULL) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+	reason text;
+BEGIN
+	PERFORM custos.check_keys(coalesce(request, '{}'), 'legal hold release', ARRAY['reason']);
+	reason := custos.json_text(request, 'reason');
+	IF pg_catalog.octet_length(reason) > 1024 THEN
+		RAISE EXCEPTION 'reason is longer than 1024 bytes' USING ERRCODE = 'string_data_right_truncation';
+	END IF;
+	PERFORM custos.lift_legal_hold($1, reason);
+	RETURN custos.legal_hold_json($1);
+END
+$$;
+COMMENT ON FUNCTION custos.delete_legal_hold(bigint, jsonb) IS
+	'custos.lift_legal_hold() with an optional {"reason"}; returns the lifted hold (HTTP DELETE /v1/legal-holds/{id}).';
+
+CREATE FUNCTION custos.create_erasure(tenant text, request jsonb) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+	subject text;
+	reason text;
+BEGIN
+	PERFORM custos.check_keys(request, 'erasure request', ARRAY['subject', 'reason']);
+	subject := custos.json_text(request, 'subject');
+	reason := custos.json_text(request, 'reason');
+	-- over HTTP the reason is required: the erasure's audit event is the
+	-- controller's record of which request it answered (Art. 5(2))
+	IF subject IS NULL OR reason IS NULL THEN
+		RAISE EXCEPTION 'an erasure request needs "subject" and "reason"' USING ERRCODE = 'not_null_violation',
+			HINT = 'Give the data subject''s id as events name it, and the request it answers, e.g. a ticket number.';
+	END IF;
+	IF pg_catalog.octet_length(subject) > 1024 OR pg_catalog.octet_length(reason) > 1024 THEN
+		RAISE EXCEPTION 'subject or reason is longer than 1024 bytes' USING ERRCODE = 'string_data_right_truncation';
+	END IF;
+	IF pg_catalog.btrim(reason) OPERATOR(pg_catalog.=) '' THEN
+		RAISE EXCEPTION 'the reason of an erasure must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN custos.erase_subject($1, subject, reason);
+END
+$$;
+COMMENT ON FUNCTION custos.create_erasure(text, jsonb) IS
+	'custos.erase_subject() with {"subject", "reason"} (both required) (HTTP POST /v1/tenants/{tenant}/erasures).';
+
+-- The wrappers add no privilege (invoker rights; the 0.5 functions and views
+-- they call check the caller), so PUBLIC may execute them, as the 0.3 API.
+GRANT EXECUTE ON FUNCTION custos.json_integer(jsonb, text), custos.require_retention_reader(text),
+	custos.get_retention_policy(text), custos.put_retention_policy(text, jsonb),
+	custos.list_legal_holds(text), custos.legal_hold_json(bigint),
+	custos.create_legal_hold(text, jsonb), custos.delete_legal_hold(bigint, jsonb),
+	custos.create_erasure(text, jsonb)
+	TO PUBLIC;

@@ -108,6 +108,25 @@ static const StatementDef statements[N_STATEMENTS] = {
 	/* GET /v1/support/report */
 	[STMT_SUPPORT_REPORT] = {"support_report",
 	"SELECT custos.support_report($1::boolean, $2, $3)"},
+	/* GET /v1/tenants/{tenant}/retention */
+	[STMT_RETENTION_GET] = {"retention_get",
+	"SELECT custos.get_retention_policy($1)"},
+	/* PUT /v1/tenants/{tenant}/retention */
+	[STMT_RETENTION_PUT] = {"retention_put",
+	"SELECT custos.put_retention_policy($1, $2::jsonb)"},
+	/* GET /v1/tenants/{tenant}/legal-holds */
+	[STMT_HOLDS_LIST] = {"holds_list",
+	"SELECT custos.list_legal_holds($1)"},
+	/* POST /v1/tenants/{tenant}/legal-holds: the hold and its id for Location */
+	[STMT_HOLD_CREATE] = {"hold_create",
+		"SELECT r, r OPERATOR(pg_catalog.->>) 'hold_id' "
+	"FROM custos.create_legal_hold($1, $2::jsonb) AS r"},
+	/* DELETE /v1/legal-holds/{id} */
+	[STMT_HOLD_DELETE] = {"hold_delete",
+	"SELECT custos.delete_legal_hold($1::bigint, $2::jsonb)"},
+	/* POST /v1/tenants/{tenant}/erasures */
+	[STMT_ERASURE_CREATE] = {"erasure_create",
+	"SELECT custos.create_erasure($1, $2::jsonb)"},
 	/* GET /readyz: the database answers */
 	[STMT_READY] = {"ready",
 	"SELECT 1"},

@@ -77,6 +77,7 @@ static const StateMap state_map[] = {
 	{"40001", 409, "conflict"},		/* serialization failure, after retries */
 	{"40P01", 503, "unavailable"},	/* deadlock, after retries */
 	{"42710", 409, "conflict"},		/* duplicate object */
+	{"55000", 409, "conflict"},		/* erasure under a legal hold, a hold lifted twice */
 	{"42804", 400, "invalid-input"},	/* wrong JSON type of an event field */
 	{"57014", 503, "timeout"},		/* statement timeout or cancelled */
 	{"22", 400, "invalid-input"},	/* data exceptions: bad value, time, cursor */

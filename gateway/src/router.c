@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "privacy.h"
 #include "reports.h"
+#include "retention.h"
 #include "router.h"
 #include "static.h"
 #include "system.h"
@@ -46,6 +47,12 @@ const Route routes[] = {
 	{"GET", "/v1/access-info", "access_info", access_info, ROUTE_AUTH},
 	{"GET", "/v1/subjects/{subject}/report", "reports.subject", subject_report, ROUTE_AUTH | ROUTE_EXPENSIVE},
 	{"GET", "/v1/support/report", "reports.support", support_report, ROUTE_AUTH | ROUTE_EXPENSIVE},
+	{"GET", "/v1/tenants/{tenant}/retention", "retention.get", retention_get, ROUTE_AUTH},
+	{"PUT", "/v1/tenants/{tenant}/retention", "retention.put", retention_put, ROUTE_AUTH | ROUTE_BODY},
+	{"GET", "/v1/tenants/{tenant}/legal-holds", "holds.list", legal_holds_list, ROUTE_AUTH},
+	{"POST", "/v1/tenants/{tenant}/legal-holds", "holds.create", legal_holds_create, ROUTE_AUTH | ROUTE_BODY},
+	{"DELETE", "/v1/legal-holds/{id}", "holds.delete", legal_holds_delete, ROUTE_AUTH | ROUTE_BODY},
+	{"POST", "/v1/tenants/{tenant}/erasures", "erasures.create", erasures_create, ROUTE_AUTH | ROUTE_BODY},
 	{"GET", "/v1/openapi.yaml", "openapi", system_openapi, 0},
 	{"GET", "/healthz", "healthz", system_healthz, 0},
 	{"GET", "/readyz", "readyz", system_readyz, 0},

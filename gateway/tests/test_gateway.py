@@ -1204,6 +1204,276 @@ def reports():
     check("it is a privacy event naming why", ev == "privacy|ticket 4711|true", ev)
 
 
+# ---------------------------------------------------------------------------
+# Retention, legal holds and erasure (0.6): GET/PUT /v1/tenants/{tenant}/retention,
+# GET/POST /v1/tenants/{tenant}/legal-holds, DELETE /v1/legal-holds/{id},
+# POST /v1/tenants/{tenant}/erasures.  Their own tenant "archive" below the
+# reseller, with an owner, an admin, a member with and one without
+# audit.read, an app token, and a second reseller with its own customer;
+# events by and about three data subjects to erase.  Fresh tokens: fresh
+# rate-limit buckets.
+# ---------------------------------------------------------------------------
+
+RETENTION_SETUP = r"""
+SELECT custos.create_tenant('archive', 'reseller', 'Archive GmbH') \gset x_
+SELECT custos.create_tenant('reseller2', NULL, 'Another reseller') \gset x_
+SELECT custos.create_tenant('shop', 'reseller2', 'Its customer') \gset x_
+SELECT custos.create_principal('archive', 'Arno Owner', 'user', 'owner') AS arno \gset
+SELECT custos.create_principal('archive', 'Ada Admin', 'user', 'admin') AS ada \gset
+SELECT custos.create_principal('archive', 'Max Member', 'user', 'member') AS max \gset
+SELECT custos.create_principal('archive', 'Rea Reader', 'user', 'member') AS rea \gset
+SELECT custos.create_principal('archive', 'Sync App', 'app', 'member') AS syncapp \gset
+SELECT custos.create_principal('reseller2', 'Rolf Reseller', 'user', 'admin') AS rolf \gset
+SELECT custos.grant_right('archive', :'rea', 'audit.read') \gset x_
+SELECT token AS t_arno FROM custos.issue_token(:'arno', 'personal', '1 day', 'retention') \gset
+SELECT token AS t_ada FROM custos.issue_token(:'ada', 'personal', '1 day', 'retention') \gset
+SELECT token AS t_max FROM custos.issue_token(:'max', 'personal', '1 day', 'retention') \gset
+SELECT token AS t_rea FROM custos.issue_token(:'rea', 'personal', '1 day', 'retention') \gset
+SELECT token AS t_sync FROM custos.issue_token(:'syncapp', 'app', '1 day', 'retention') \gset
+SELECT token AS t_rolf FROM custos.issue_token(:'rolf', 'personal', '1 day', 'retention') \gset
+SELECT count(*) AS x_n FROM custos.log_batch($j$[
+ {"tenant": "archive", "action": "LOGIN", "category": "login", "actor": "eve@example.net", "actor_name": "Eve Erased"},
+ {"tenant": "archive", "action": "VIEW", "category": "access", "actor": "clerk-1", "subject": "eve@example.net",
+  "description": "opened Eve's file"},
+ {"tenant": "archive", "action": "LOGIN", "category": "login", "actor": "held@example.net", "actor_name": "Hal Held"},
+ {"tenant": "archive", "action": "LOGIN", "category": "login", "actor": "tom@example.net", "actor_name": "Tom Later"}
+]$j$) \gset
+SELECT pg_catalog.json_build_object('arno', :'t_arno', 'ada', :'t_ada', 'max', :'t_max', 'rea', :'t_rea',
+  'sync', :'t_sync', 'rolf', :'t_rolf');
+"""
+
+
+RETENTION_TOKENS = {}
+
+
+def retention_tokens():
+    """The section's tokens; its setup runs once, for the first test that asks."""
+    if not RETENTION_TOKENS:
+        out = subprocess.run(PSQL + ["-v", "ON_ERROR_STOP=1"], input=RETENTION_SETUP, capture_output=True,
+                             text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr)
+        RETENTION_TOKENS.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    return RETENTION_TOKENS
+
+
+def audit_event(tenant, action, resource_type, token):
+    """The newest event of tenant with action and resource type, appended with token (its id), as a dict."""
+    tok = req("GET", "/v1/access-info", token).json()["token"]
+    row = psql("SELECT coalesce(json_build_object('id', id, 'category', category, 'resource_id', resource_id, "
+               "'new_state', new_state, 'previous_state', previous_state, 'subject', subject)::text, '') "
+               "FROM custos.events WHERE tenant = '%s' AND action = '%s' AND resource_type = '%s' "
+               "AND access = '%s' ORDER BY id DESC LIMIT 1" % (tenant, action, resource_type, tok))
+    return json.loads(row) if row else None
+
+
+@test
+def retention_policy():
+    t = retention_tokens()
+    path = "/v1/tenants/archive/retention"
+    r = req("GET", path, t["arno"])
+    p = r.json() if r.status == 200 else {}
+    check("GET retention of a tenant without a policy: the default, not explicit",
+          r.status == 200 and p.get("tenant") == "archive" and p.get("retention_days") == 180
+          and p.get("anonymize_days") is None and p.get("explicit") is False and p.get("on_hold") is False
+          and p.get("min_days") == 1 and p.get("max_days") == 3650, r)
+    r = req("PUT", path, t["arno"], {"retention_days": 365, "anonymize_days": 30})
+    check("PUT retention by the owner is 200 with the policy",
+          r.status == 200 and r.json() == {"tenant": "archive", "retention_days": 365, "anonymize_days": 30}, r)
+    ev = audit_event("archive", "UPDATE", "RETENTION_POLICY", t["arno"])
+    check("... recorded as a privacy UPDATE RETENTION_POLICY event with old and new periods",
+          ev is not None and ev["category"] == "privacy" and ev["resource_id"] == "archive"
+          and ev["new_state"] == {"retention_days": 365, "anonymize_days": 30}
+          and ev["previous_state"].get("default") is True, ev)
+    r = req("GET", path, t["rea"])
+    p = r.json() if r.status == 200 else {}
+    check("GET retention by a member with audit.read shows the new policy",
+          r.status == 200 and p.get("retention_days") == 365 and p.get("anonymize_days") == 30
+          and p.get("explicit") is True and p.get("updated_by"), r)
+    r = req("PUT", path, TOKENS["rita"], {"retention_days": 400})
+    check("the reseller's admin sets a customer's policy; absent anonymize_days is null",
+          r.status == 200 and r.json().get("anonymize_days") is None and r.json().get("retention_days") == 400, r)
+
+    # refused
+    check("GET retention by a member without audit.read is 403",
+          is_problem(req("GET", path, t["max"]), 403, "42501"))
+    check("PUT retention by a member (with audit.read) is 403",
+          is_problem(req("PUT", path, t["rea"], {"retention_days": 30}), 403, "42501"))
+    check("PUT retention by another reseller's admin is 403",
+          is_problem(req("PUT", path, t["rolf"], {"retention_days": 30}), 403, "42501"))
+    check("GET retention by another reseller's admin is 403",
+          is_problem(req("GET", path, t["rolf"]), 403, "42501"))
+    check("GET retention of an unknown tenant is 404",
+          is_problem(req("GET", "/v1/tenants/nowhere/retention", t["arno"]), 404, "P0002"))
+    check("PUT retention of an unknown tenant is 404",
+          is_problem(req("PUT", "/v1/tenants/nowhere/retention", t["arno"], {"retention_days": 30}), 404, "P0002"))
+    for name, body in (("0 days", {"retention_days": 0}), ("4000 days (over the maximum)", {"retention_days": 4000}),
+                       ("anonymisation after retention", {"retention_days": 30, "anonymize_days": 31}),
+                       ("anonymisation after 0 days", {"retention_days": 30, "anonymize_days": 0}),
+                       ("a fraction of a day", {"retention_days": 30.5}),
+                       ("days as a string", {"retention_days": "30"}),
+                       ("days beyond an integer", {"retention_days": 1e12}),
+                       ("an unknown field", {"retention_days": 30, "keep": True})):
+        check("PUT retention with %s is 400 (22023)" % name, is_problem(req("PUT", path, t["arno"], body), 400, "22023"))
+    check("PUT retention without retention_days is 422",
+          is_problem(req("PUT", path, t["arno"], {"anonymize_days": 3}), 422, "23502"))
+    check("PUT retention with a body that is not an object is 400",
+          is_problem(req("PUT", path, t["arno"], [365]), 400))
+    check("PUT retention with malformed JSON is 400",
+          is_problem(req("PUT", path, t["arno"], "{\"retention_days\": ", {"Content-Type": "application/json"}), 400))
+    check("PUT retention without a body is 400", is_problem(req("PUT", path, t["arno"], b"",
+                                                                {"Content-Type": "application/json"}), 400))
+    check("GET retention with a query parameter is 400", is_problem(req("GET", path + "?all=1", t["arno"]), 400))
+    check("GET retention without a token is 401", is_problem(req("GET", path), 401))
+    r = req("POST", path, t["arno"], {"retention_days": 30})
+    check("POST on retention is 405 with Allow: GET, PUT",
+          is_problem(r, 405) and set(r.headers.get("allow", "").split(", ")) == {"GET", "PUT"}, r)
+    r = req("GET", path, t["arno"])
+    check("no refused PUT changed the policy", r.status == 200 and r.json().get("retention_days") == 400, r)
+
+
+@test
+def legal_holds_and_erasure():
+    t = retention_tokens()
+    holds = "/v1/tenants/archive/legal-holds"
+    erase = "/v1/tenants/archive/erasures"
+
+    r = req("GET", holds, t["arno"])
+    check("GET legal holds of a tenant without any is an empty list",
+          r.status == 200 and r.json() == {"tenant": "archive", "legal_holds": []}, r)
+
+    # a subject hold: placed, listed, audited
+    r = req("POST", holds, t["ada"], {"subject": "held@example.net", "reason": "case 2026-18"})
+    h = r.json() if r.status == 201 else {}
+    hid = h.get("hold_id")
+    check("POST a subject hold by an admin is 201 with the hold and Location",
+          r.status == 201 and isinstance(hid, int) and h.get("tenant") == "archive" and h.get("scope") == "subject"
+          and h.get("reason") == "case 2026-18" and h.get("active") is True and h.get("placed_at")
+          and r.headers.get("location") == "/v1/legal-holds/%s" % hid, r)
+    check("the answer does not name the held subject", b"held@example.net" not in r.body, r)
+    ev = audit_event("archive", "HOLD", "LEGAL_HOLD", t["ada"])
+    check("... recorded as a HOLD LEGAL_HOLD event, the subject in its encrypted subject field",
+          ev is not None and ev["resource_id"] == str(hid) and ev["subject"] == "held@example.net"
+          and ev["new_state"].get("scope") == "subject", ev)
+    r = req("GET", holds, t["rea"])
+    lst = r.json().get("legal_holds", []) if r.status == 200 else []
+    check("GET legal holds by a member with audit.read lists it",
+          r.status == 200 and [x["hold_id"] for x in lst] == [hid] and lst[0]["active"] is True
+          and lst[0]["scope"] == "subject", r)
+
+    # erasure under the hold is refused; of someone else it works
+    r = req("POST", erase, t["arno"], {"subject": "held@example.net", "reason": "request #1"})
+    check("erasing a held subject is 409 (55000) with the Art. 17(3)(e) hint",
+          is_problem(r, 409, "55000") and "17(3)(e)" in r.json().get("hint", ""), r)
+    r = req("POST", erase, t["arno"], {"subject": "eve@example.net", "reason": "request #4711"})
+    e = r.json() if r.status == 200 else {}
+    check("POST an erasure by the owner is 200 with its result",
+          r.status == 200 and e.get("tenant") == "archive" and e.get("keys_destroyed", 0) >= 2
+          and e.get("keys_kept_for_holds") == 0 and re.fullmatch(r"[0-9a-f]{16}", e.get("subject_ref", "")), r)
+    seal()
+    states = psql("SELECT string_agg(action || ':' || personal_data, ',' ORDER BY id) FROM custos.events "
+                  "WHERE tenant = 'archive' AND action IN ('LOGIN', 'VIEW')")
+    check("the subject's events (by and about her) are erased, the others not",
+          states == "LOGIN:erased,VIEW:erased,LOGIN:clear,LOGIN:clear", states)
+    ev = audit_event("archive", "ERASE", "SUBJECT", t["arno"])
+    check("... recorded as an ERASE SUBJECT event with the reason, naming nobody",
+          ev is not None and ev["new_state"].get("reason") == "request #4711"
+          and ev["new_state"].get("subject_ref") == e.get("subject_ref") and ev["subject"] is None, ev)
+
+    # a tenant hold blocks every erasure
+    r = req("POST", holds, t["arno"], {"reason": "audit by the regulator"})
+    tid = r.json().get("hold_id") if r.status == 201 else None
+    check("POST a tenant hold (no subject) is 201, scope tenant",
+          r.status == 201 and r.json().get("scope") == "tenant", r)
+    r = req("GET", "/v1/tenants/archive/retention", t["arno"])
+    check("the tenant shows as on hold in its retention policy", r.status == 200 and r.json().get("on_hold") is True, r)
+    r = req("POST", erase, t["arno"], {"subject": "tom@example.net", "reason": "request #2"})
+    check("erasing anyone in a tenant on hold is 409 (55000)", is_problem(r, 409, "55000"), r)
+
+    # lifting: with a body reason, with ?reason=, twice, unknown
+    r = req("DELETE", "/v1/legal-holds/%s" % tid, t["arno"], {"reason": "regulator done"})
+    l = r.json() if r.status == 200 else {}
+    check("DELETE a hold with a JSON reason is 200 with the lifted hold",
+          r.status == 200 and l.get("hold_id") == tid and l.get("active") is False and l.get("lifted_at")
+          and l.get("lift_reason") == "regulator done", r)
+    ev = audit_event("archive", "RELEASE", "LEGAL_HOLD", t["arno"])
+    check("... recorded as a RELEASE LEGAL_HOLD event with the reason",
+          ev is not None and ev["resource_id"] == str(tid) and ev["new_state"].get("reason") == "regulator done", ev)
+    r = req("DELETE", "/v1/legal-holds/%s" % tid, t["arno"])
+    check("lifting a hold twice is 409 (55000)", is_problem(r, 409, "55000"), r)
+    check("lifting an unknown hold is 404 (P0002)",
+          is_problem(req("DELETE", "/v1/legal-holds/99999999", t["arno"]), 404, "P0002"))
+    check("lifting a non-numeric hold id is 404", is_problem(req("DELETE", "/v1/legal-holds/x1", t["arno"]), 404))
+    check("a member cannot lift a hold (403)",
+          is_problem(req("DELETE", "/v1/legal-holds/%s" % hid, t["rea"]), 403, "42501"))
+    check("another reseller's admin cannot lift it (403)",
+          is_problem(req("DELETE", "/v1/legal-holds/%s" % hid, t["rolf"]), 403, "42501"))
+    check("a DELETE with an unknown query parameter is 400",
+          is_problem(req("DELETE", "/v1/legal-holds/%s?why=x" % hid, t["arno"]), 400))
+    check("a DELETE with an unknown body field is 400 (22023)",
+          is_problem(req("DELETE", "/v1/legal-holds/%s" % hid, t["arno"], {"reason": "x", "force": True}), 400, "22023"))
+    check("a DELETE with the reason in the body and the query is 400",
+          is_problem(req("DELETE", "/v1/legal-holds/%s?reason=a" % hid, t["arno"], {"reason": "b"}), 400))
+    r = req("DELETE", "/v1/legal-holds/%s?reason=%s" % (hid, urllib.parse.quote("case 2026-18 closed")), TOKENS["rita"])
+    check("the reseller's admin lifts the subject hold with ?reason= (200)",
+          r.status == 200 and r.json().get("lift_reason") == "case 2026-18 closed" and r.json().get("active") is False, r)
+    r = req("POST", erase, t["arno"], {"subject": "held@example.net", "reason": "request #1, again"})
+    check("once the hold is lifted the subject can be erased (200)",
+          r.status == 200 and r.json().get("keys_destroyed", 0) >= 1, r)
+    r = req("GET", holds, t["arno"])
+    lst = r.json().get("legal_holds", []) if r.status == 200 else []
+    check("GET legal holds lists lifted holds too, in id order",
+          [x["hold_id"] for x in lst] == [hid, tid] and not any(x["active"] for x in lst), lst)
+
+    # refused: who, and what
+    check("a member cannot place a hold (403)",
+          is_problem(req("POST", holds, t["rea"], {"reason": "x"}), 403, "42501"))
+    check("an app token of a member cannot place a hold (403)",
+          is_problem(req("POST", holds, t["sync"], {"reason": "x"}), 403, "42501"))
+    check("another reseller's admin cannot place a hold (403)",
+          is_problem(req("POST", holds, t["rolf"], {"reason": "x"}), 403, "42501"))
+    check("a member without audit.read cannot list holds (403)", is_problem(req("GET", holds, t["max"]), 403, "42501"))
+    check("another reseller's admin cannot list holds (403)", is_problem(req("GET", holds, t["rolf"]), 403, "42501"))
+    check("a member cannot erase (403)",
+          is_problem(req("POST", erase, t["rea"], {"subject": "tom@example.net", "reason": "x"}), 403, "42501"))
+    check("another reseller's admin cannot erase (403)",
+          is_problem(req("POST", erase, t["rolf"], {"subject": "tom@example.net", "reason": "x"}), 403, "42501"))
+    check("holds of an unknown tenant are 404",
+          is_problem(req("GET", "/v1/tenants/nowhere/legal-holds", t["arno"]), 404, "P0002"))
+    check("a hold on an unknown tenant is 404",
+          is_problem(req("POST", "/v1/tenants/nowhere/legal-holds", t["arno"], {"reason": "x"}), 404, "P0002"))
+    check("erasure in an unknown tenant is 404",
+          is_problem(req("POST", "/v1/tenants/nowhere/erasures", t["arno"], {"subject": "a", "reason": "x"}), 404, "P0002"))
+    check("a hold without a reason is 422 (23502)", is_problem(req("POST", holds, t["arno"], {"subject": "s"}), 422, "23502"))
+    check("a hold with an empty reason is 400 (22023)", is_problem(req("POST", holds, t["arno"], {"reason": " "}), 400, "22023"))
+    check("a hold with an empty subject is 400 (22023)",
+          is_problem(req("POST", holds, t["arno"], {"subject": "", "reason": "x"}), 400, "22023"))
+    check("a hold with an unknown field is 400 (22023)",
+          is_problem(req("POST", holds, t["arno"], {"reason": "x", "until": "2027-01-01"}), 400, "22023"))
+    check("a hold with a non-string subject is 400 (22023)",
+          is_problem(req("POST", holds, t["arno"], {"reason": "x", "subject": 42}), 400, "22023"))
+    check("a hold reason over 1024 bytes is 400",
+          is_problem(req("POST", holds, t["arno"], {"reason": "r" * 1025}), 400, "22023"))
+    check("an erasure without a reason is 422 (23502)",
+          is_problem(req("POST", erase, t["arno"], {"subject": "tom@example.net"}), 422, "23502"))
+    check("an erasure without a subject is 422 (23502)",
+          is_problem(req("POST", erase, t["arno"], {"reason": "x"}), 422, "23502"))
+    check("an erasure of an empty subject is 400 (22023)",
+          is_problem(req("POST", erase, t["arno"], {"subject": "", "reason": "x"}), 400, "22023"))
+    check("an erasure with an unknown field is 400 (22023)",
+          is_problem(req("POST", erase, t["arno"], {"subject": "tom@example.net", "reason": "x", "dry_run": True}),
+                     400, "22023"))
+    check("an erasure body that is not JSON is 415",
+          is_problem(req("POST", erase, t["arno"], "subject=tom", {"Content-Type": "text/plain"}), 415))
+    check("GET on erasures is 405", is_problem(req("GET", erase, t["arno"]), 405))
+    check("tom was never erased by a refused request",
+          psql("SELECT count(*) FROM custos.events WHERE tenant = 'archive' AND actor = 'tom@example.net' "
+               "AND personal_data = 'clear'") == "1")
+    n = psql("SELECT count(*) FROM custos.event_log WHERE tenant = 'archive' AND action IN ('HOLD', 'RELEASE', 'ERASE')")
+    check("every successful action and none of the refused ones is an audit event (2 holds, 2 releases, 2 erasures)",
+          n == "6", n)
+
+
 @test
 def database_restart():
     """The database goes away under load and comes back: 503 meanwhile, then recovery."""
