@@ -206,11 +206,43 @@ SELECT t.tenant,
 COMMENT ON VIEW custos.retention_policies IS
 	'The periods in force per tenant (explicit = set by the tenant, else the installation default) and whether the tenant is on hold.';
 
+-- Who decides about a tenant's data: require_admin(), except that a tenant
+-- in privacy mode (itself, or a tenant between it and the caller) is decided
+-- about by its own owners and admins only, as its data is hidden from those
+-- above.  Returns the caller's principal (NULL for a superuser without one).
+CREATE FUNCTION custos.require_data_admin(tenant text) RETURNS text
+	LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	me text := custos.require_admin($1);
+	path text[] := custos.tenant_path($1);
+	mine integer;
+	shielding text;
+BEGIN
+	IF me IS NULL THEN
+		RETURN NULL;
+	END IF;
+	SELECT n INTO mine FROM pg_catalog.unnest(path) WITH ORDINALITY u(id, n)
+	 WHERE u.id = (SELECT p.tenant FROM custos.principal p WHERE p.id = me);
+	SELECT u.id INTO shielding FROM pg_catalog.unnest(path) WITH ORDINALITY u(id, n)
+	  JOIN custos.tenant t ON t.id = u.id
+	 WHERE t.privacy_mode AND u.n < mine
+	 ORDER BY u.n DESC LIMIT 1;
+	IF shielding IS NOT NULL THEN
+		RAISE EXCEPTION 'tenant "%" is in privacy mode: only its own owners and admins may do this', shielding
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Principals of tenants above it, resellers included, cannot decide about its data.';
+	END IF;
+	RETURN me;
+END
+$$;
+COMMENT ON FUNCTION custos.require_data_admin(text) IS
+	'Authorisation of retention policies, legal holds and erasure: require_admin(), and privacy mode shields a tenant from those above it.';
+
 CREATE FUNCTION custos.set_retention_policy(tenant text, retention_days integer,
 											anonymize_days integer DEFAULT NULL) RETURNS jsonb
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	me text := custos.require_admin($1);
+	me text := custos.require_data_admin($1);
 	b record;
 	old custos.retention_policy;
 	result jsonb;
@@ -255,7 +287,7 @@ CREATE FUNCTION custos.place_legal_hold(tenant text, subject text DEFAULT NULL, 
 	RETURNS bigint
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	me text := custos.require_admin($1);
+	me text := custos.require_data_admin($1);
 	id bigint;
 BEGIN
 	IF $3 IS NULL OR pg_catalog.btrim($3) = '' OR pg_catalog.octet_length($3) > 1024 THEN
@@ -296,7 +328,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'legal hold % does not exist', $1 USING ERRCODE = 'no_data_found';
 	END IF;
-	me := custos.require_admin(h.tenant);
+	me := custos.require_data_admin(h.tenant);
 	IF h.lifted_at IS NOT NULL THEN
 		RAISE EXCEPTION 'legal hold % was already lifted', $1
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -366,7 +398,7 @@ $$;
 CREATE FUNCTION custos.erase_subject(tenant text, subject text, reason text DEFAULT NULL) RETURNS jsonb
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	me text := custos.require_admin($1);
+	me text := custos.require_data_admin($1);
 	ar bytea;
 	sr bytea;
 	hold custos.legal_hold;
@@ -776,7 +808,7 @@ COMMENT ON COLUMN custos.events.personal_data IS
 -- back, then grant what checks its callers itself.
 -- ---------------------------------------------------------------------------
 REVOKE ALL ON custos.retention_policy, custos.legal_hold, custos.retention_cut, custos.job_run FROM PUBLIC;
-REVOKE ALL ON FUNCTION custos.scope_ref(text, text, text), custos.destroy_keys(bigint[], text, boolean),
+REVOKE ALL ON FUNCTION custos.require_data_admin(text), custos.scope_ref(text, text, text), custos.destroy_keys(bigint[], text, boolean),
 	custos.retention_batch(text, timestamptz, integer, bigint, bigint[], bigint), custos.retention_compact(text),
 	custos.day_of(timestamptz), custos.retention_bounds(),
 	custos.set_retention_policy(text, integer, integer),

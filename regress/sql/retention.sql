@@ -243,6 +243,30 @@ RESET custos.job_batch_pause;
 SELECT * FROM pg_temp.verify_all();
 
 -- ---------------------------------------------------------------------------
+-- privacy mode: the owners above a tenant decide about its data only until
+-- it switches privacy mode on; then its own owners and admins alone do
+-- ---------------------------------------------------------------------------
+SELECT custos.create_tenant('ret-kid', 'ret-a', 'a customer of ret-a');
+SET ROLE regress_ret_user;
+BEGIN;
+SELECT custos.authenticate(:'owner_token') IS NOT NULL AS ret_a_owner_signed_in;
+SELECT pg_temp.try($$SELECT custos.set_retention_policy('ret-kid', 60)$$);
+COMMIT;
+RESET ROLE;
+SELECT custos.set_privacy_mode('ret-kid', true);
+SET ROLE regress_ret_user;
+BEGIN;
+SELECT custos.authenticate(:'owner_token') IS NOT NULL AS ret_a_owner_signed_in;
+SELECT pg_temp.try($$SELECT custos.set_retention_policy('ret-kid', 90)$$);
+SELECT pg_temp.try($$SELECT custos.erase_subject('ret-kid', 'kim@example.com')$$);
+SELECT pg_temp.try($$SELECT custos.place_legal_hold('ret-kid', NULL, 'case 9')$$);
+-- its own tenant stays its to decide about
+SELECT pg_temp.try($$SELECT custos.erase_subject('ret-a', 'nobody@example.com')$$);
+COMMIT;
+RESET ROLE;
+SELECT tenant, retention_days FROM custos.retention_policies WHERE tenant = 'ret-kid';
+
+-- ---------------------------------------------------------------------------
 -- pg_cron: a notice without it, a nightly job with it
 -- ---------------------------------------------------------------------------
 SELECT custos.schedule_jobs();
