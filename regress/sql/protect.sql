@@ -8,39 +8,10 @@
 -- future, are protected with the parent.  unprotect() removes the policies,
 -- partitions included, and is audited.  Both are the superuser's.
 \set VERBOSITY terse
--- Principal and token ids are random: tests print labels instead (l()).
-CREATE TEMP TABLE labels (id text PRIMARY KEY, label text NOT NULL);
-GRANT SELECT, INSERT ON labels TO PUBLIC;
-CREATE FUNCTION pg_temp.l(s text) RETURNS text LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT id, label FROM pg_temp.labels ORDER BY length(id) DESC, id LOOP
-		s := replace(s, r.id, r.label);
-	END LOOP;
-	RETURN regexp_replace(s, '(p|tok)_[0-9a-f]{16}', '\1_<unlabelled>', 'g');
-END
-$$;
--- run a statement: ok, or its SQLSTATE and message (ids labelled)
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || pg_temp.l(SQLERRM);
-END
-$$;
--- run a statement and undo it whatever happens: ok, or its SQLSTATE
-CREATE FUNCTION pg_temp.attempt(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RAISE SQLSTATE 'UNDO0';
-EXCEPTION
-	WHEN SQLSTATE 'UNDO0' THEN RETURN 'ok';
-	WHEN OTHERS THEN RETURN SQLSTATE;
-END
-$$;
-GRANT EXECUTE ON FUNCTION pg_temp.l(text), pg_temp.try(text), pg_temp.attempt(text) TO PUBLIC;
+-- the shared helpers: labels for random ids, try(), attempt()
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set fixtures :abs_srcdir '/fixtures/labels.psql'
+\i :fixtures
 -- the superuser's name depends on who runs the tests
 INSERT INTO labels VALUES ('role:' || current_user, 'role:superuser');
 
