@@ -202,7 +202,7 @@ SELECT t.tenant,
   CROSS JOIN custos.retention_bounds() b
   LEFT JOIN custos.retention_policy p ON p.tenant = t.tenant
  WHERE t.tenant = ANY (custos.visible_tenants())
-	OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER);
+	OR custos.caller_is_superuser();
 COMMENT ON VIEW custos.retention_policies IS
 	'The periods in force per tenant (explicit = set by the tenant, else the installation default) and whether the tenant is on hold.';
 
@@ -352,7 +352,7 @@ SELECT h.hold_id, h.tenant,
 	   h.reason, h.placed_by, h.placed_at, h.lifted_by, h.lifted_at, h.lift_reason
   FROM custos.legal_hold h
  WHERE h.tenant = ANY (custos.visible_tenants())
-	OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER);
+	OR custos.caller_is_superuser();
 COMMENT ON VIEW custos.legal_holds IS 'Legal holds of the tenants the caller may audit; held subjects are not named.';
 
 -- Keys of held subjects of a tenant: an event by or about a held subject
@@ -438,8 +438,8 @@ BEGIN
 	destroyed := coalesce(custos.destroy_keys(coalesce(ids, '{}'), 'erasure', true), 0);
 	result := pg_catalog.jsonb_build_object(
 		'tenant', $1, 'keys_destroyed', destroyed, 'keys_kept_for_holds', spared,
-		'first_day', pg_catalog.to_char(pg_catalog.to_timestamp(first_day::double precision * 86400) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
-		'last_day', pg_catalog.to_char(pg_catalog.to_timestamp(last_day::double precision * 86400) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+		'first_day', DATE '1970-01-01' + first_day,
+		'last_day', DATE '1970-01-01' + last_day,
 		-- a keyed reference: lets the controller show later that this
 		-- subject was erased, names nobody
 		'subject_ref', pg_catalog.encode(pg_catalog.substr(sr, 1, 8), 'hex'));
@@ -470,7 +470,7 @@ BEGIN
 	IF $1 IS NULL THEN
 		RETURN pg_catalog.clock_timestamp();
 	END IF;
-	IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER), false) THEN
+	IF NOT custos.caller_is_superuser() THEN
 		RAISE EXCEPTION 'only a superuser may run custos jobs as of another time'
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'as_of moves the clock the retention and anonymisation periods count from.';
@@ -539,7 +539,7 @@ DECLARE
 BEGIN
 	destroyed := 0;
 	LOOP
-		PERFORM custos.job_lock(CASE reason WHEN 'retention' THEN 'retention' ELSE 'anonymization' END, tenant);
+		PERFORM custos.job_lock(reason, tenant);	-- the reasons are the jobs' names
 		SELECT pg_catalog.array_agg(k.key_id) INTO ids
 		  FROM (SELECT k.key_id FROM custos.data_key k
 				 WHERE k.tenant = destroy_old_keys.tenant AND k.key IS NOT NULL AND k.period < cut_day
@@ -564,6 +564,7 @@ DECLARE
 	days integer[];
 	i integer;
 	run bigint;
+	cutoff timestamptz;
 	n bigint;
 BEGIN
 	IF batch_size IS NULL OR batch_size < 1 THEN
@@ -574,13 +575,13 @@ BEGIN
 	  FROM custos.retention_policies p
 	 WHERE p.anonymize_days IS NOT NULL AND (anonymize.tenant IS NULL OR p.tenant = anonymize.tenant);
 	FOR i IN 1 .. coalesce(pg_catalog.array_length(tenants, 1), 0) LOOP
-		run := custos.job_begin('anonymization', tenants[i], clock, clock - pg_catalog.make_interval(days => days[i]));
+		cutoff := clock - pg_catalog.make_interval(days => days[i]);
+		run := custos.job_begin('anonymization', tenants[i], clock, cutoff);
 		COMMIT;
 		IF custos.tenant_on_hold(tenants[i]) THEN
 			PERFORM custos.job_finish(run, 'held');
 		ELSE
-			CALL custos.destroy_old_keys(tenants[i], custos.day_of(clock - pg_catalog.make_interval(days => days[i])),
-										 'anonymization', batch_size, run, n);
+			CALL custos.destroy_old_keys(tenants[i], custos.day_of(cutoff), 'anonymization', batch_size, run, n);
 			PERFORM custos.job_finish(run, 'ok');
 		END IF;
 		COMMIT;
@@ -822,6 +823,9 @@ REVOKE ALL ON PROCEDURE custos.destroy_old_keys(text, integer, text, integer, bi
 	custos.run_jobs(timestamptz)
 	FROM PUBLIC;
 REVOKE ALL ON custos.job_status FROM PUBLIC;
+-- whether the caller is a superuser: the views and job_clock() ask it as the
+-- caller (0.2 kept it to definer functions; it tells nothing pg_roles does not)
+GRANT EXECUTE ON FUNCTION custos.caller_is_superuser() TO PUBLIC;
 -- the administration functions check their callers (require_admin)
 GRANT EXECUTE ON FUNCTION custos.set_retention_policy(text, integer, integer),
 	custos.place_legal_hold(text, text, text), custos.lift_legal_hold(bigint, text),

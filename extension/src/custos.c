@@ -40,6 +40,10 @@ int			custos_block_max_events = 4096;
 int			custos_seal_batch_events = 100000;
 int			custos_read_queue_size = 4096;
 int			custos_read_queue_timeout_ms = 1000;
+int			custos_retention_default_days = 180;
+int			custos_retention_min_days = 1;
+int			custos_retention_max_days = 3650;
+int			custos_job_batch_pause_ms = 0;
 
 CustosShared *custos_shared = NULL;
 
@@ -167,6 +171,37 @@ define_gucs(void)
 							   PGC_SUSET, GUC_LIST_INPUT,
 							   CaptureDenyColumnsCheck, CaptureDenyColumnsAssign, NULL);
 
+	/* the DBA's bounds on tenants' retention periods (read by the 0.5 SQL) */
+	DefineCustomIntVariable("custos.retention_default_days",
+							gettext_noop("Retention period of tenants that set none, in days."),
+							gettext_noop("Clamped into custos.retention_min_days .. custos.retention_max_days."),
+							&custos_retention_default_days,
+							180, 1, 36500,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("custos.retention_min_days",
+							gettext_noop("Shortest retention period a tenant may choose, in days."),
+							NULL,
+							&custos_retention_min_days,
+							1, 1, 36500,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("custos.retention_max_days",
+							gettext_noop("Longest retention period a tenant may choose, in days."),
+							NULL,
+							&custos_retention_max_days,
+							3650, 1, 36500,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("custos.job_batch_pause",
+							gettext_noop("Pause of the retention and anonymisation jobs after each batch."),
+							gettext_noop("Like vacuum_cost_delay: a longer run leaves more of the machine to "
+										 "the application's appends."),
+							&custos_job_batch_pause_ms,
+							0, 0, 10000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("custos");
 }
 
@@ -174,7 +209,6 @@ void
 _PG_init(void)
 {
 	define_gucs();
-	RetentionDefineGucs();
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = custos_ProcessUtility;

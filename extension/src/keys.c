@@ -221,19 +221,26 @@ tenant_secret(const char *tenant, uint8 *secret)
  * Where keys of (tenant, scope, value) are found: HMAC-SHA-256 under the
  * tenant secret of scope || 0 || value.  Caller is connected to SPI.
  */
-void
-KeysScopeRef(const char *tenant, const char *scope, const char *value, uint8 *ref)
+static void
+scope_ref_under(const uint8 *secret, const char *scope, const char *value, uint8 *ref)
 {
-	uint8		secret[CUSTOS_HASH_LEN];
 	StringInfoData buf;
 
-	tenant_secret(tenant, secret);
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, scope, strlen(scope) + 1);
 	appendBinaryStringInfo(&buf, value, strlen(value));
 	CryptoHmacSha256(secret, CUSTOS_HASH_LEN, buf.data, buf.len, ref);
-	explicit_bzero(secret, sizeof(secret));
 	pfree(buf.data);
+}
+
+void
+KeysScopeRef(const char *tenant, const char *scope, const char *value, uint8 *ref)
+{
+	uint8		secret[CUSTOS_HASH_LEN];
+
+	tenant_secret(tenant, secret);
+	scope_ref_under(secret, scope, value, ref);
+	explicit_bzero(secret, sizeof(secret));
 }
 
 bool
@@ -331,7 +338,7 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 	}
 
 	tenant_secret(tenant, secret);
-	KeysScopeRef(tenant, scope, value, ref);
+	scope_ref_under(secret, scope, value, ref);
 	initStringInfo(&buf);
 
 	if (plan_key_get == NULL)

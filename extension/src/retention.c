@@ -48,13 +48,13 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "custos.h"
 #include "guard.h"
 #include "keys.h"
+#include "retention.h"
 
 PG_FUNCTION_INFO_V1(custos_scope_ref);
 PG_FUNCTION_INFO_V1(custos_destroy_keys);
@@ -128,7 +128,7 @@ custos_scope_ref(PG_FUNCTION_ARGS)
 
 /* Overwrite the key bytes of the data_key tuple at tid with zeros, in place. */
 static void
-zero_key_in_place(Relation rel, ItemPointer tid)
+zero_key_in_place(Relation rel, AttrNumber keyatt, ItemPointer tid)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	HeapTupleData tup;
@@ -137,7 +137,6 @@ zero_key_in_place(Relation rel, ItemPointer tid)
 	bool	   *nulls;
 	HeapTuple	zeroed;
 	bytea	   *zero;
-	AttrNumber	keyatt = get_attnum(RelationGetRelid(rel), "key");
 
 	tup.t_self = *tid;
 	if (!heap_fetch(rel, SnapshotAny, &tup, &buf, false))
@@ -145,7 +144,7 @@ zero_key_in_place(Relation rel, ItemPointer tid)
 	values = palloc(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);
 	heap_deform_tuple(&tup, desc, values, nulls);
-	if (keyatt == InvalidAttrNumber || nulls[keyatt - 1])
+	if (nulls[keyatt - 1])
 	{
 		ReleaseBuffer(buf);
 		return;
@@ -183,6 +182,7 @@ custos_destroy_keys(PG_FUNCTION_ARGS)
 		Oid			types[3] = {INT8ARRAYOID, TEXTOID, BOOLOID};
 		Datum		args[3];
 		Relation	rel;
+		AttrNumber	keyatt;
 		uint64		i;
 
 		connect_spi();
@@ -196,13 +196,16 @@ custos_destroy_keys(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not read data keys");
 
 		rel = table_open(storage_relid("data_key"), RowExclusiveLock);
+		keyatt = get_attnum(RelationGetRelid(rel), "key");
+		if (keyatt == InvalidAttrNumber)
+			elog(ERROR, "custos.data_key has no column \"key\"");
 		for (i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
 			ItemPointer tid = (ItemPointer) DatumGetPointer(
 											  SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 
-			zero_key_in_place(rel, tid);
+			zero_key_in_place(rel, keyatt, tid);
 		}
 		table_close(rel, NoLock);
 		if (SPI_processed > 0)
@@ -415,19 +418,60 @@ custos_retention_batch(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rdesc), result, rnulls)));
 }
 
-static bool
-in_ranges(int64 id, const CutRange *r, int n)
+/*
+ * Load a tenant's cuts, sorted by id_lo.  A later run's range may span
+ * earlier ones (after a hold is lifted, the events between them go too):
+ * overlapping ranges are merged, so that RetentionCutContains() can search
+ * disjoint ones.  Caller is connected to SPI; read_only keeps the caller's
+ * snapshot (verify.c reads cuts and blocks in one).
+ */
+void
+RetentionLoadCuts(Datum tenant, bool read_only, CutSet *cuts)
+{
+	Oid			types[1] = {TEXTOID};
+	uint64		i;
+
+	cuts->n = 0;
+	cuts->lo = cuts->hi = NULL;
+	/* before version 0.5 nothing was ever cut */
+	if (!OidIsValid(get_relname_relid("retention_cut", CustosSchemaOid(false))))
+		return;
+	if (SPI_execute_with_args("SELECT id_lo, id_hi FROM custos.retention_cut "
+							  "WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY id_lo",
+							  1, types, &tenant, NULL, read_only, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read retention cuts");
+	cuts->lo = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	cuts->hi = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		int64		hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (cuts->n > 0 && lo <= cuts->hi[cuts->n - 1])
+		{
+			cuts->hi[cuts->n - 1] = Max(cuts->hi[cuts->n - 1], hi);
+			continue;
+		}
+		cuts->lo[cuts->n] = lo;
+		cuts->hi[cuts->n] = hi;
+		cuts->n++;
+	}
+}
+
+bool
+RetentionCutContains(const CutSet *cuts, int64 id)
 {
 	int			lo = 0,
-				hi = n - 1;
+				hi = cuts->n - 1;
 
 	while (lo <= hi)
 	{
 		int			mid = lo + (hi - lo) / 2;
 
-		if (id < r[mid].lo)
+		if (id < cuts->lo[mid])
 			hi = mid - 1;
-		else if (id >= r[mid].hi)
+		else if (id >= cuts->hi[mid])
 			lo = mid + 1;
 		else
 			return true;
@@ -452,9 +496,7 @@ custos_retention_compact(PG_FUNCTION_ARGS)
 	{
 		Oid			types[5] = {TEXTOID, INT8OID, INT8OID, BYTEAOID, INT8OID};
 		Datum		args[5];
-		CutRange   *ranges;
-		int			nranges;
-		int			i;
+		CutSet		cuts;
 		Portal		blocks;
 		bool		stop = false;
 		int64		last_block = -1;
@@ -464,34 +506,13 @@ custos_retention_compact(PG_FUNCTION_ARGS)
 
 		connect_spi();
 		args[0] = PointerGetDatum(tenant);
-		if (SPI_execute_with_args("SELECT id_lo, id_hi FROM custos.retention_cut "
-								  "WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY id_lo",
-								  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the cuts");
-		ranges = palloc(sizeof(CutRange) * Max(SPI_processed, 1));
-		nranges = 0;
-		for (i = 0; i < (int) SPI_processed; i++)
-		{
-			bool		isnull;
-			int64		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-			int64		hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
-
-			/* overlapping ranges merged, as in verify.c */
-			if (nranges > 0 && lo <= ranges[nranges - 1].hi)
-			{
-				ranges[nranges - 1].hi = Max(ranges[nranges - 1].hi, hi);
-				continue;
-			}
-			ranges[nranges].lo = lo;
-			ranges[nranges].hi = hi;
-			nranges++;
-		}
+		RetentionLoadCuts(args[0], false, &cuts);
 
 		blocks = SPI_cursor_open_with_args(NULL,
 										   "SELECT block_no, first_seq, event_count, block_hash, event_ids "
 										   "FROM custos.block WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY block_no",
 										   1, types, args, NULL, false, CURSOR_OPT_NO_SCROLL);
-		while (!stop && nranges > 0)
+		while (!stop && cuts.n > 0)
 		{
 			uint64		b;
 
@@ -512,7 +533,7 @@ custos_retention_compact(PG_FUNCTION_ARGS)
 				deconstruct_array(ids_a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
 								  &ids, NULL, &nids);
 				for (k = 0; k < nids && all_cut; k++)
-					all_cut = in_ranges(DatumGetInt64(ids[k]), ranges, nranges);
+					all_cut = RetentionCutContains(&cuts, DatumGetInt64(ids[k]));
 				if (!all_cut)
 				{
 					next_first_id = nids > 0 ? DatumGetInt64(ids[0]) : -1;
@@ -566,42 +587,3 @@ custos_retention_compact(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(dropped);
 }
 
-/* GUC variables: the DBA's bounds on tenants' retention periods */
-int			custos_retention_default_days = 180;
-int			custos_retention_min_days = 1;
-int			custos_retention_max_days = 3650;
-int			custos_job_batch_pause_ms = 0;
-
-void
-RetentionDefineGucs(void)
-{
-	DefineCustomIntVariable("custos.retention_default_days",
-							gettext_noop("Retention period of tenants that set none, in days."),
-							gettext_noop("Clamped into custos.retention_min_days .. custos.retention_max_days."),
-							&custos_retention_default_days,
-							180, 1, 36500,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("custos.retention_min_days",
-							gettext_noop("Shortest retention period a tenant may choose, in days."),
-							NULL,
-							&custos_retention_min_days,
-							1, 1, 36500,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("custos.retention_max_days",
-							gettext_noop("Longest retention period a tenant may choose, in days."),
-							NULL,
-							&custos_retention_max_days,
-							3650, 1, 36500,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("custos.job_batch_pause",
-							gettext_noop("Pause of the retention and anonymisation jobs after each batch."),
-							gettext_noop("Like vacuum_cost_delay: a longer run leaves more of the machine to "
-										 "the application's appends."),
-							&custos_job_batch_pause_ms,
-							0, 0, 10000,
-							PGC_SUSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-}

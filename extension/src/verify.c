@@ -45,6 +45,7 @@
 #include "chain.h"
 #include "custos.h"
 #include "guard.h"
+#include "retention.h"
 
 PG_FUNCTION_INFO_V1(custos_verify);
 PG_FUNCTION_INFO_V1(custos_digest);
@@ -157,75 +158,6 @@ hash_eq(bytea *b, const uint8 *h)
 {
 	return b != NULL && VARSIZE_ANY_EXHDR(b) == CUSTOS_HASH_LEN &&
 		memcmp(VARDATA_ANY(b), h, CUSTOS_HASH_LEN) == 0;
-}
-
-/*
- * The id ranges retention removed from a tenant (custos.retention_cut): a
- * sealed event is allowed to be gone only inside one of them.
- */
-typedef struct CutSet
-{
-	int			n;
-	int64	   *lo;
-	int64	   *hi;				/* exclusive */
-} CutSet;
-
-static bool
-cut_contains(const CutSet *c, int64 id)
-{
-	int			lo = 0,
-				hi = c->n - 1;
-
-	while (lo <= hi)
-	{
-		int			mid = lo + (hi - lo) / 2;
-
-		if (id < c->lo[mid])
-			hi = mid - 1;
-		else if (id >= c->hi[mid])
-			lo = mid + 1;
-		else
-			return true;
-	}
-	return false;
-}
-
-static void
-load_cuts(Datum tenant, CutSet *c)
-{
-	Oid			types[1] = {TEXTOID};
-	uint64		i;
-
-	/* before version 0.5 nothing was ever cut */
-	c->n = 0;
-	if (!OidIsValid(get_relname_relid("retention_cut", CustosSchemaOid(false))))
-		return;
-	if (SPI_execute_with_args("SELECT id_lo, id_hi FROM custos.retention_cut "
-							  "WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY id_lo",
-							  1, types, &tenant, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read retention cuts");
-	c->lo = palloc(sizeof(int64) * Max(SPI_processed, 1));
-	c->hi = palloc(sizeof(int64) * Max(SPI_processed, 1));
-
-	/*
-	 * A later run's range may span earlier ones (after a hold is lifted, the
-	 * events between them go too): merge, so that the binary search in
-	 * cut_contains() sees disjoint ranges.
-	 */
-	for (i = 0; i < SPI_processed; i++)
-	{
-		int64		lo = col_int8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		int64		hi = col_int8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-
-		if (c->n > 0 && lo <= c->hi[c->n - 1])
-		{
-			c->hi[c->n - 1] = Max(c->hi[c->n - 1], hi);
-			continue;
-		}
-		c->lo[c->n] = lo;
-		c->hi[c->n] = hi;
-		c->n++;
-	}
 }
 
 /* A sealed event whose leaf no longer matches, kept to classify it. */
@@ -352,7 +284,7 @@ check_block_events(CryptoHasher *h, EventStream *s, VerifyResult *r,
 		else if (s->done || s->id >= id_hi || (i < count && ids[i] < s->id))
 		{
 			/* the block lists ids[i], the table no longer has it */
-			if (cut_contains(cut, ids[i]))
+			if (RetentionCutContains(cut, ids[i]))
 			{
 				/* removed by retention, which recorded the cut */
 				r->events_cut++;
@@ -401,7 +333,7 @@ verify_tenant(const char *tenant, int64 watermark, Digest *dg, VerifyResult *r)
 	arg[0] = CStringGetTextDatum(tenant);
 	arg[1] = Int64GetDatum(watermark);
 
-	load_cuts(arg[0], &cut);
+	RetentionLoadCuts(arg[0], true, &cut);
 
 	/* where the chain starts: genesis, or the checkpoint retention left */
 	if (SPI_execute_with_args("SELECT block_no, next_seq, block_hash FROM custos.checkpoint "
