@@ -48,6 +48,7 @@
 #   BENCH_KEEP=1    leave the cluster running at exit (for profiling)
 set -euo pipefail
 source "$(dirname "$0")/../tools/common.sh"
+source "$(dirname "$0")/common.sh"
 
 SECS=${BENCH_SECONDS:-15}
 QSECS=${BENCH_QUERY_SECONDS:-5}
@@ -161,30 +162,8 @@ latency_stats() {	# latency_stats PREFIX
 # The cluster
 # ---------------------------------------------------------------------------
 
-if [ -f "$DATA/postmaster.pid" ]; then
-  as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-fi
-rm -rf "$DIR"
-pg_dir "$DIR"
-: >"$RESULTS"
-
-as_pg "$PGBIN/initdb" -D "$DATA" -A trust -E UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 || {
-  cat "$DIR/initdb.log" >&2
-  exit 1
-}
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# bench/privacy.sh
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-shared_preload_libraries = 'custos,pgaudit'
-custos.database = '$DB'
-custos.sealer = on
-synchronous_commit = on
-fsync = on
+bench_cluster 'custos,pgaudit' <<EOF
 shared_buffers = 1GB
-max_connections = 50
 max_wal_size = 8GB
 min_wal_size = 1GB
 checkpoint_timeout = 30min
@@ -193,7 +172,6 @@ checkpoint_completion_target = 0.9
 # middle of a latency run would only add noise
 autovacuum = off
 EOF
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w start >/dev/null
 as_pg "$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -d postgres -c "CREATE DATABASE $DB"
 sql -v accounts="$ACCOUNTS" -f "$BENCH/privacy_setup.sql" >/dev/null
 # the sealer worker retries every second until database $DB exists

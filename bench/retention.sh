@@ -34,6 +34,7 @@
 #   RB_KEEP=1    leave the cluster running at exit
 set -euo pipefail
 source "$(dirname "$0")/../tools/common.sh"
+source "$(dirname "$0")/common.sh"
 
 EVENTS=${RB_EVENTS:-2000000}
 TENANTS=${RB_TENANTS:-8}
@@ -112,38 +113,15 @@ seal_all() {
 # ---------------------------------------------------------------------------
 # the cluster
 # ---------------------------------------------------------------------------
-if [ -f "$DATA/postmaster.pid" ]; then
-  as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-fi
-rm -rf "$DIR"
-pg_dir "$DIR"
-mkdir -p "$(dirname "$RESULTS")"
-: >"$RESULTS"
-as_pg "$PGBIN/initdb" -D "$DATA" -A trust -E UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 || {
-  cat "$DIR/initdb.log" >&2
-  exit 1
-}
 # autovacuum off: each side is vacuumed by hand before it is measured, so
 # neither gets a vacuum the other does not
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# bench/retention.sh
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-shared_preload_libraries = 'custos'
-custos.database = '$DB'
-custos.sealer = on
-synchronous_commit = on
-fsync = on
+bench_cluster 'custos' <<EOF
 shared_buffers = 2GB
-max_connections = 50
 max_wal_size = 16GB
 min_wal_size = 1GB
 checkpoint_timeout = 30min
 autovacuum = off
 EOF
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w start >/dev/null
 as_pg "$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -d postgres -c "CREATE DATABASE $DB"
 sql -c "SET client_min_messages = warning" -c "CREATE EXTENSION custos CASCADE"
 

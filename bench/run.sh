@@ -31,6 +31,7 @@
 #   BENCH_KEEP=1   leave the cluster running at exit (for profiling)
 set -euo pipefail
 source "$(dirname "$0")/../tools/common.sh"
+source "$(dirname "$0")/common.sh"
 
 SECS=${BENCH_SECONDS:-12}
 ROUNDS=${BENCH_ROUNDS:-6}
@@ -143,37 +144,13 @@ pgbench_run() {	# pgbench_run plain|custos TENANTS
 # The cluster
 # ---------------------------------------------------------------------------
 
-if [ -f "$DATA/postmaster.pid" ]; then
-  as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-fi
-rm -rf "$DIR"
-pg_dir "$DIR"
-mkdir -p "$(dirname "$RESULTS")"
-: >"$RESULTS"
-
-as_pg "$PGBIN/initdb" -D "$DATA" -A trust -E UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 || {
-  cat "$DIR/initdb.log" >&2
-  exit 1
-}
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# bench/run.sh
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-shared_preload_libraries = 'custos'
-custos.database = '$DB'
-custos.sealer = on
-synchronous_commit = on
-fsync = on
+bench_cluster 'custos' <<EOF
 shared_buffers = 1GB
-max_connections = 50
 max_wal_size = 8GB
 min_wal_size = 1GB
 checkpoint_timeout = 30min
 checkpoint_completion_target = 0.9
 EOF
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w start >/dev/null
 sql postgres -c "CREATE DATABASE $DB" -c "CREATE DATABASE $BULK"
 sql "$DB" -c "SET client_min_messages = warning" -f "$BENCH/setup.sql"
 sql "$BULK" -c "SET client_min_messages = warning" -c "CREATE EXTENSION custos CASCADE" \
