@@ -170,12 +170,14 @@ BEGIN
 	tenant := ev.tenant;
 	subject := ev.subject;
 	include_accessors := coalesce((ev.new_state ->> 'include_accessors')::boolean, false);
-	SELECT pg_catalog.array_agg(k.key_id ORDER BY k.key_id) INTO actor_keys FROM custos.data_key k
-	 WHERE k.tenant = ev.tenant AND k.scope = 'actor' AND k.scope_ref = custos.scope_ref(ev.tenant, 'actor', ev.subject);
-	SELECT pg_catalog.array_agg(k.key_id ORDER BY k.key_id) INTO subject_keys FROM custos.data_key k
-	 WHERE k.tenant = ev.tenant AND k.scope = 'subject' AND k.scope_ref = custos.scope_ref(ev.tenant, 'subject', ev.subject);
-	actor_keys := coalesce(actor_keys, '{}');
-	subject_keys := coalesce(subject_keys, '{}');
+	-- the subject's keys as erase_subject() (0.5) finds them
+	SELECT coalesce(pg_catalog.array_agg(k.key_id ORDER BY k.key_id) FILTER (WHERE k.scope = 'actor'), '{}'),
+		   coalesce(pg_catalog.array_agg(k.key_id ORDER BY k.key_id) FILTER (WHERE k.scope = 'subject'), '{}')
+	  INTO actor_keys, subject_keys
+	  FROM custos.data_key k
+	 WHERE k.tenant = ev.tenant
+	   AND ((k.scope = 'actor' AND k.scope_ref = custos.scope_ref(ev.tenant, 'actor', ev.subject))
+			OR (k.scope = 'subject' AND k.scope_ref = custos.scope_ref(ev.tenant, 'subject', ev.subject)));
 END
 $$;
 COMMENT ON FUNCTION custos.subject_report_scope(bigint) IS
@@ -354,15 +356,14 @@ BEGIN
 			   'generated_at', pg_catalog.now(),
 			   'accessors_included', coalesce($3, false),
 			   'counts', pg_catalog.jsonb_build_object(
-				   'events', pg_catalog.count(r.id),
-				   'by_subject', pg_catalog.count(r.id) FILTER (WHERE r.by_subject),
-				   'about_subject', pg_catalog.count(r.id) FILTER (WHERE r.about_subject),
-				   'accesses', pg_catalog.count(r.id) FILTER (WHERE r.about_subject AND NOT r.by_subject AND r.is_access),
-				   'anonymised', pg_catalog.count(r.id) FILTER (WHERE r.personal_data = 'anonymised'),
-				   'erased', pg_catalog.count(r.id) FILTER (WHERE r.personal_data = 'erased'),
-				   'hidden', pg_catalog.count(r.id) FILTER (WHERE r.personal_data = 'hidden')),
-			   'events', coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r.id)
-									  FILTER (WHERE r.id IS NOT NULL), '[]'),
+				   'events', pg_catalog.count(*),
+				   'by_subject', pg_catalog.count(*) FILTER (WHERE r.by_subject),
+				   'about_subject', pg_catalog.count(*) FILTER (WHERE r.about_subject),
+				   'accesses', pg_catalog.count(*) FILTER (WHERE r.about_subject AND NOT r.by_subject AND r.is_access),
+				   'anonymised', pg_catalog.count(*) FILTER (WHERE r.personal_data = 'anonymised'),
+				   'erased', pg_catalog.count(*) FILTER (WHERE r.personal_data = 'erased'),
+				   'hidden', pg_catalog.count(*) FILTER (WHERE r.personal_data = 'hidden')),
+			   'events', coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r.id), '[]'),
 			   'accesses', coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
 									  'event_id', r.id, 'occurred_at', r.occurred_at,
 									  'category', r.category, 'action', r.action,
@@ -371,7 +372,7 @@ BEGIN
 									  'accessor', r.actor, 'accessor_name', r.actor_name)) ORDER BY r.id)
 									  FILTER (WHERE r.about_subject AND NOT r.by_subject AND r.is_access), '[]'))
 	  INTO doc
-	  FROM (SELECT 1) one LEFT JOIN custos.subject_report_rows(rid) r ON true;
+	  FROM custos.subject_report_rows(rid) r;	-- aggregates only: one row, also for no events
 	RETURN doc;
 END
 $$;
@@ -659,8 +660,8 @@ COMMENT ON FUNCTION custos.json_integer(jsonb, text) IS 'Internal: an integer fi
  * its retention settings: exactly those whose rows custos.retention_policies
  * and custos.legal_holds show, the tenants whose audit log it may read, or a
  * superuser.  Needed because an empty list of holds would not tell "none"
- * from "not yours".  SECURITY DEFINER for custos.tenant_path() and
- * custos.caller_is_superuser(), which PUBLIC may not call.
+ * from "not yours".  SECURITY DEFINER for custos.tenant_path(), which
+ * PUBLIC may not call.
  */
 CREATE FUNCTION custos.require_retention_reader(tenant text) RETURNS void
 	LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

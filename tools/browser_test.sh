@@ -84,12 +84,8 @@ as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t "$WAIT" start >/dev/
   die "the cluster did not start (see $DIR/server.log)"
 "$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -U "$PGUSER_OS" -d postgres -c "CREATE DATABASE $DB" ||
   die "CREATE DATABASE failed"
-sql -c "CREATE EXTENSION custos CASCADE" >/dev/null 2>"$DIR/create.err" ||
-  die "CREATE EXTENSION failed: $(cat "$DIR/create.err")"
-if [ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'custos'")" != "0.6" ]; then
-  sql -c "ALTER EXTENSION custos UPDATE TO '0.6'" >/dev/null 2>"$DIR/update.err" ||
-    die "ALTER EXTENSION custos UPDATE TO '0.6' failed: $(cat "$DIR/update.err")"
-fi
+sql -c "CREATE EXTENSION custos VERSION '0.6' CASCADE" >/dev/null 2>"$DIR/create.err" ||
+  die "CREATE EXTENSION custos VERSION '0.6' failed: $(cat "$DIR/create.err")"
 
 # ---------------------------------------------------------------------------
 # who is who (seeds 000/003/004): a reseller with two customers; acme's log

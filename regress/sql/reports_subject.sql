@@ -6,20 +6,12 @@
 -- Only an owner/admin with audit.export who may see the tenant's personal
 -- data may produce one, and every report is an audit event.
 \set VERBOSITY terse
-CREATE TEMP TABLE labels (id text PRIMARY KEY, label text NOT NULL);
-GRANT SELECT, INSERT ON labels TO PUBLIC;
-CREATE FUNCTION pg_temp.l(s text) RETURNS text LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT id, label FROM pg_temp.labels ORDER BY length(id) DESC, id LOOP
-		s := replace(s, r.id, r.label);
-	END LOOP;
-	RETURN regexp_replace(s, '(p|tok)_[0-9a-f]{16}', '\1_<unlabelled>', 'g');
-END
-$$;
--- run a statement: ok, or its SQLSTATE, message and detail (ids labelled)
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+-- the shared helpers: labels for random ids, l(), try(), attempt()
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set fixtures :abs_srcdir '/fixtures/labels.psql'
+\i :fixtures
+-- try() here reports the DETAIL too: the refusals' details are the spec
+CREATE OR REPLACE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
 	d text;
 BEGIN
@@ -30,7 +22,6 @@ EXCEPTION WHEN OTHERS THEN
 	RETURN SQLSTATE || ': ' || pg_temp.l(SQLERRM) || coalesce(' DETAIL: ' || nullif(d, ''), '');
 END
 $$;
-GRANT EXECUTE ON FUNCTION pg_temp.l(text), pg_temp.try(text) TO PUBLIC;
 INSERT INTO labels VALUES ('role:' || current_user, 'role:superuser');
 CREATE ROLE regress_rp_client;
 SELECT custos.seal() >= 0 AS flushed;

@@ -4,19 +4,12 @@
 -- searches the text of each default report for every one of them.  With
 -- personal data: only the tenant's own owner, with a reason, recorded.
 \set VERBOSITY terse
-CREATE TEMP TABLE labels (id text PRIMARY KEY, label text NOT NULL);
-GRANT SELECT, INSERT ON labels TO PUBLIC;
-CREATE FUNCTION pg_temp.l(s text) RETURNS text LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT id, label FROM pg_temp.labels ORDER BY length(id) DESC, id LOOP
-		s := replace(s, r.id, r.label);
-	END LOOP;
-	RETURN regexp_replace(s, '(p|tok)_[0-9a-f]{16}', '\1_<unlabelled>', 'g');
-END
-$$;
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+-- the shared helpers: labels for random ids, l(), try(), attempt()
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set fixtures :abs_srcdir '/fixtures/labels.psql'
+\i :fixtures
+-- try() here reports the DETAIL too: the refusals' details are the spec
+CREATE OR REPLACE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
 	d text;
 BEGIN
@@ -27,7 +20,6 @@ EXCEPTION WHEN OTHERS THEN
 	RETURN SQLSTATE || ': ' || pg_temp.l(SQLERRM) || coalesce(' DETAIL: ' || nullif(d, ''), '');
 END
 $$;
-GRANT EXECUTE ON FUNCTION pg_temp.l(text), pg_temp.try(text) TO PUBLIC;
 INSERT INTO labels VALUES ('role:' || current_user, 'role:superuser');
 CREATE ROLE regress_sp_client;
 SELECT custos.seal() >= 0 AS flushed;
