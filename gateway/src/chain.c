@@ -19,23 +19,6 @@
 #include "handler.h"
 #include "main.h"
 
-/* Only the named parameters are allowed: anything else is a 400. */
-static bool
-only_params(Request *r, const char *const *allowed, enum MHD_Result *res)
-{
-	char	   *rest = handler_query_json(r, allowed, res);
-	bool		ok;
-
-	if (rest == NULL)
-		return false;
-	ok = strcmp(rest, "{}") == 0;
-	free(rest);
-	if (!ok)
-		*res = http_problem(r, 400, "bad-request", "unknown query parameter", NULL,
-							"This endpoint takes only the parameters its documentation lists.");
-	return ok;
-}
-
 /* GET /v1/verify[?tenant=T][&digest={...}] */
 enum MHD_Result
 chain_verify(Request *r)
@@ -45,7 +28,7 @@ chain_verify(Request *r)
 	DbCall		call;
 	const char *digest = handler_arg(r, "digest");
 
-	if (!only_params(r, allowed, &res))
+	if (!handler_only_params(r, allowed, &res))
 		return res;
 	if (digest)
 	{
@@ -67,9 +50,7 @@ chain_verify(Request *r)
 	call.nparams = 2;
 	call.values[0] = handler_arg(r, "tenant");
 	call.values[1] = digest;
-	if (!handler_run(r, &call, &res))
-		return res;
-	return handler_pass_json(r, &call, 200, "no such tenant", NULL);
+	return handler_answer(r, &call, 200, NULL, "no such tenant");
 }
 
 /* GET /v1/digest[?tenant=T] */
@@ -80,12 +61,10 @@ chain_digest(Request *r)
 	enum MHD_Result res;
 	DbCall		call;
 
-	if (!only_params(r, allowed, &res))
+	if (!handler_only_params(r, allowed, &res))
 		return res;
 	handler_call_init(r, &call, STMT_CHAIN_DIGEST, true);
 	call.nparams = 1;
 	call.values[0] = handler_arg(r, "tenant");
-	if (!handler_run(r, &call, &res))
-		return res;
-	return handler_pass_json(r, &call, 200, "no such tenant", NULL);
+	return handler_answer(r, &call, 200, NULL, "no such tenant");
 }

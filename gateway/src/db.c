@@ -636,28 +636,64 @@ struct ExportStream
 	char		request_id[65];
 };
 
-/* Runs a statement of the export transaction; false on error (noted). */
+/*
+ * Opens the transaction of a COPY and runs what precedes it, in one round
+ * trip: BEGIN, the export timeout, custos.authenticate() and the prepare
+ * statement with its one parameter, pipelined with a single Sync (which
+ * leaves the explicit transaction open).  False on an error (noted in call)
+ * or a lost connection (*lost); the caller rolls back or drops the
+ * connection.
+ */
 static bool
-export_step(PGconn *c, DbCall *call, PGresult *res, bool *lost)
+copy_open(PGconn *c, DbCall *call, Statement prepare, const char *value, bool *lost)
 {
-	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+	char		timeout[16];
+	const char *tv = timeout;
+	PGresult   *res;
+	PGresult   *sync;
 
-	if (!ok)
+	snprintf(timeout, sizeof(timeout), "%d", config.export_timeout_ms);
+	if (PQenterPipelineMode(c) != 1 ||
+		PQsendQueryParams(c, export_begin_sql, 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+		PQsendQueryPrepared(c, export_timeout_name, 1, &tv, NULL, NULL, 0) != 1 ||
+		PQsendQueryPrepared(c, auth_name, 1, &call->token, NULL, NULL, 0) != 1 ||
+		PQsendQueryPrepared(c, statements[prepare].name, 1, &value, NULL, NULL, 0) != 1 ||
+		PQpipelineSync(c) != 1)
 	{
-		if (PQresultErrorField(res, PG_DIAG_SQLSTATE) == NULL || PQstatus(c) != CONNECTION_OK)
-			*lost = true;
-		else
-			note_error(call, res);
+		*lost = true;
+		return false;
 	}
-	PQclear(res);
-	return ok;
+	PQclear(pipeline_result(c, call, lost));	/* BEGIN */
+	if (!*lost)
+		PQclear(pipeline_result(c, call, lost));	/* the timeout */
+	if (!*lost)
+	{
+		res = pipeline_result(c, call, lost);
+		if (res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+			snprintf(call->access, sizeof(call->access), "%s", PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	if (!*lost)
+		PQclear(pipeline_result(c, call, lost));	/* the prepare statement */
+	if (!*lost)
+	{
+		sync = PQgetResult(c);
+		if (sync == NULL || PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+			*lost = true;
+		PQclear(sync);
+	}
+	if (*lost || PQexitPipelineMode(c) != 1)
+	{
+		*lost = true;
+		return false;
+	}
+	return call->sqlstate[0] == '\0';
 }
 
 /*
- * A COPY ... TO STDOUT in one REPEATABLE READ READ ONLY transaction: the
- * export timeout, custos.authenticate(), the prepare statement with its one
- * parameter (which validates and keeps what the constant COPY reads), then
- * the COPY.  Errors before the first row are the caller's to report.
+ * A COPY ... TO STDOUT in one REPEATABLE READ READ ONLY transaction, opened
+ * by copy_open(), then the COPY.  Errors before the first row are the
+ * caller's to report.
  */
 static ExportStream *
 copy_begin(DbCall *call, Statement prepare, const char *value, const char *copy_sql)
@@ -669,8 +705,6 @@ copy_begin(DbCall *call, Statement prepare, const char *value, const char *copy_
 		PoolConn   *pc = pool_acquire(call);
 		PGconn	   *c;
 		bool		lost = false;
-		char		timeout[16];
-		const char *tv = timeout;
 		PGresult   *res;
 		ExportStream *s;
 
@@ -678,16 +712,7 @@ copy_begin(DbCall *call, Statement prepare, const char *value, const char *copy_
 			return NULL;
 		c = pc->conn;
 		call->sqlstate[0] = '\0';
-		snprintf(timeout, sizeof(timeout), "%d", config.export_timeout_ms);
-		if (!export_step(c, call, PQexec(c, export_begin_sql), &lost) ||
-			!export_step(c, call, PQexecPrepared(c, export_timeout_name, 1, &tv, NULL, NULL, 0), &lost))
-			goto failed;
-		res = PQexecPrepared(c, auth_name, 1, &call->token, NULL, NULL, 0);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-			snprintf(call->access, sizeof(call->access), "%s", PQgetvalue(res, 0, 0));
-		if (!export_step(c, call, res, &lost) ||
-			!export_step(c, call, PQexecPrepared(c, statements[prepare].name, 1, &value,
-												 NULL, NULL, 0), &lost))
+		if (!copy_open(c, call, prepare, value, &lost))
 			goto failed;
 		if (PQsendQuery(c, copy_sql) != 1)
 		{
@@ -697,7 +722,12 @@ copy_begin(DbCall *call, Statement prepare, const char *value, const char *copy_
 		res = PQgetResult(c);
 		if (PQresultStatus(res) != PGRES_COPY_OUT)
 		{
-			export_step(c, call, res, &lost);
+			if (res == NULL || PQresultErrorField(res, PG_DIAG_SQLSTATE) == NULL ||
+				PQstatus(c) != CONNECTION_OK)
+				lost = true;
+			else
+				note_error(call, res);
+			PQclear(res);
 			if (!lost)
 				while ((res = PQgetResult(c)) != NULL)
 					PQclear(res);

@@ -29,15 +29,6 @@
 #include "handler.h"
 #include "main.h"
 
-/* An id in a path: 1 to 18 digits (anything else cannot exist: 404). */
-static bool
-valid_id(const char *s)
-{
-	size_t		n = strspn(s, "0123456789");
-
-	return n > 0 && n <= 18 && s[n] == '\0';
-}
-
 /* POST /v1/events */
 enum MHD_Result
 events_append(Request *r)
@@ -181,38 +172,14 @@ events_list(Request *r)
 enum MHD_Result
 events_get(Request *r)
 {
-	enum MHD_Result res;
 	DbCall		call;
 
-	if (!valid_id(r->params[0]))
+	if (!handler_valid_id(r->params[0]))
 		return http_problem(r, 404, "not-found", "no such event", NULL, "Event ids are integers.");
 	handler_call_init(r, &call, STMT_EVENTS_GET, true);
 	call.nparams = 1;
 	call.values[0] = r->params[0];
-	if (!handler_run(r, &call, &res))
-		return res;
-	return handler_pass_json(r, &call, 200, "no such event, or not visible to this token", NULL);
-}
-
-/* libmicrohttpd pulls the export through this */
-static ssize_t
-export_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	long		n = db_export_read((ExportStream *) cls, buf, max);
-
-	(void) pos;
-	if (n > 0)
-		return n;
-	if (n == 0)
-		return MHD_CONTENT_READER_END_OF_STREAM;
-	/* the client sees the chunked stream end without its last chunk */
-	return MHD_CONTENT_READER_END_WITH_ERROR;
-}
-
-static void
-export_free(void *cls)
-{
-	db_export_end((ExportStream *) cls);
+	return handler_answer(r, &call, 200, NULL, "no such event, or not visible to this token");
 }
 
 /*
@@ -277,15 +244,10 @@ events_export_run(Request *r, const char *token, const char *filters, ExportForm
 	handler_call_init(r, &call, STMT_EXPORT_PREPARE, true);
 	call.token = token;
 	s = db_export_begin(&call, filters, format);
-	if (call.access[0])
-		snprintf(r->access, sizeof(r->access), "%s", call.access);
-	if (s == NULL)
-		return handler_fail(r, &call);
-	return http_respond_stream(r, 200,
-							   format == EXPORT_CSV ? "text/csv; charset=utf-8; header=present" :
-							   "application/x-ndjson",
-							   export_reader, s, export_free,
-							   format == EXPORT_CSV ? csv_headers : ndjson_headers);
+	return handler_stream(r, &call, s,
+						  format == EXPORT_CSV ? "text/csv; charset=utf-8; header=present" :
+						  "application/x-ndjson",
+						  format == EXPORT_CSV ? csv_headers : ndjson_headers);
 }
 
 /* GET /v1/events/export */
@@ -303,7 +265,7 @@ events_export(Request *r)
 	filters = handler_query_json(r, skip, &res);
 	if (filters == NULL)
 		return res;
-	res = events_export_run(r, http_bearer_token(r), filters, format);
+	res = events_export_run(r, r->token, filters, format);
 	free(filters);
 	return res;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -28,7 +29,7 @@ void
 handler_call_init(Request *r, DbCall *call, Statement stmt, bool read_only)
 {
 	memset(call, 0, sizeof(*call));
-	call->token = http_bearer_token(r);
+	call->token = r->token;
 	call->stmt = stmt;
 	call->read_only = read_only;
 	call->request_id = r->request_id;
@@ -82,6 +83,70 @@ handler_run(Request *r, DbCall *call, enum MHD_Result *result)
 	}
 	*result = handler_fail(r, call);
 	return false;
+}
+
+enum MHD_Result
+handler_answer(Request *r, DbCall *call, int status, const char *location_prefix,
+			   const char *not_found_detail)
+{
+	enum MHD_Result res;
+	char		location[128];
+	const char *headers[] = {"Location", location, NULL};
+
+	if (!handler_run(r, call, &res))
+		return res;
+	if (status == 204)
+	{
+		PQclear(call->res);
+		call->res = NULL;
+		return http_respond_const(r, 204, NULL, "", 0, NULL);
+	}
+	if (location_prefix == NULL)
+		return handler_pass_json(r, call, status, not_found_detail, NULL);
+	snprintf(location, sizeof(location), "%s%s", location_prefix,
+			 PQnfields(call->res) > 1 && PQntuples(call->res) == 1 ? PQgetvalue(call->res, 0, 1) : "");
+	return handler_pass_json(r, call, status, not_found_detail, headers);
+}
+
+/* libmicrohttpd pulls a streamed COPY through this */
+static ssize_t
+stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	long		n = db_export_read((ExportStream *) cls, buf, max);
+
+	(void) pos;
+	if (n > 0)
+		return n;
+	if (n == 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	/* the client sees the chunked stream end without its last chunk */
+	return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* and frees it (ending the COPY) when the response is done or abandoned */
+static void
+stream_free(void *cls)
+{
+	db_export_end((ExportStream *) cls);
+}
+
+enum MHD_Result
+handler_stream(Request *r, DbCall *call, ExportStream *s, const char *content_type,
+			   const char *const *headers)
+{
+	if (call->access[0])
+		snprintf(r->access, sizeof(r->access), "%s", call->access);
+	if (s == NULL)
+		return handler_fail(r, call);
+	return http_respond_stream(r, 200, content_type, stream_reader, s, stream_free, headers);
+}
+
+bool
+handler_valid_id(const char *s)
+{
+	size_t		n = strspn(s, "0123456789");
+
+	return n > 0 && n <= 18 && s[n] == '\0';
 }
 
 static void
@@ -163,20 +228,46 @@ handler_check_body(Request *r, int type, json_t **out, enum MHD_Result *result)
 	return true;
 }
 
+/*
+ * The index of key in names (NULL-terminated), or -1.  A name past the 64th
+ * is not looked for: no endpoint takes that many.
+ */
+static int
+name_index(const char *const *names, const char *key, size_t key_size)
+{
+	int			i;
+
+	for (i = 0; names && names[i] && i < 64; i++)
+		if (strlen(names[i]) == key_size && memcmp(names[i], key, key_size) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * Notes that names[i] was given; false if it had been already (a repeated
+ * parameter, which handler_arg() would silently take the first of).
+ */
+static bool
+first_time(unsigned long long *seen, int i)
+{
+	if (*seen & (1ULL << i))
+		return false;
+	*seen |= 1ULL << i;
+	return true;
+}
+
 const char *
 handler_query_add(json_t *obj, const char *const *skip, const char *key, size_t key_size,
 				  const char *value, size_t value_size)
 {
-	const char *const *s;
 	json_t	   *v;
 
 	if (!http_valid_utf8(key, key_size) || (value && !http_valid_utf8(value, value_size)))
 		return "a query parameter is not valid UTF-8 or holds a NUL byte";
 	if (value == NULL)
 		return "query parameter needs a value";
-	for (s = skip; s && *s; s++)
-		if (strlen(*s) == key_size && memcmp(*s, key, key_size) == 0)
-			return NULL;
+	if (name_index(skip, key, key_size) >= 0)
+		return NULL;
 	if (json_object_getn(obj, key, key_size) != NULL)
 		return "query parameter is repeated";
 	v = json_stringn(value, value_size);
@@ -188,6 +279,7 @@ handler_query_add(json_t *obj, const char *const *skip, const char *key, size_t 
 typedef struct QueryCollect
 {
 	const char *const *skip;
+	unsigned long long seen;	/* bit i: skip[i] was given */
 	json_t	   *obj;
 	const char *error;			/* static text */
 	char		bad_key[64];
@@ -198,9 +290,12 @@ collect_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size
 			const char *value, size_t value_size)
 {
 	QueryCollect *q = cls;
+	int			i;
 
 	(void) kind;
 	q->error = handler_query_add(q->obj, q->skip, key, key_size, value, value_size);
+	if (q->error == NULL && (i = name_index(q->skip, key, key_size)) >= 0 && !first_time(&q->seen, i))
+		q->error = "query parameter is repeated";
 	if (q->error == NULL)
 		return MHD_YES;
 	if (http_valid_utf8(key, key_size))
@@ -234,6 +329,73 @@ handler_query_json(Request *r, const char *const *skip, enum MHD_Result *result)
 	if (text == NULL)
 		*result = http_problem(r, 500, "internal", "cannot encode the query", NULL, NULL);
 	return text;
+}
+
+typedef struct ParamCheck
+{
+	const char *const *allowed;
+	const char *error;			/* static text: the first malformed parameter */
+	bool		unknown;		/* a parameter not in allowed */
+	unsigned long long seen;	/* bit i: allowed[i] was given */
+	char		bad_key[64];
+} ParamCheck;
+
+static enum MHD_Result
+check_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+		  const char *value, size_t value_size)
+{
+	ParamCheck *q = cls;
+	int			i;
+
+	(void) kind;
+	if (!http_valid_utf8(key, key_size) || (value && !http_valid_utf8(value, value_size)))
+	{
+		q->error = "a query parameter is not valid UTF-8 or holds a NUL byte";
+		return MHD_NO;
+	}
+	if (value == NULL)
+	{
+		q->error = "query parameter needs a value";
+		snprintf(q->bad_key, sizeof(q->bad_key), "%s", key);
+		return MHD_NO;
+	}
+	i = name_index(q->allowed, key, key_size);
+	if (i < 0)
+		q->unknown = true;
+	else if (!first_time(&q->seen, i))
+	{
+		q->error = "query parameter is repeated";
+		snprintf(q->bad_key, sizeof(q->bad_key), "%s", key);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+bool
+handler_only_params(Request *r, const char *const *allowed, enum MHD_Result *result)
+{
+	ParamCheck	q = {0};
+
+	q.allowed = allowed;
+	MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, check_arg, &q);
+	if (q.error)
+	{
+		char		msg[160];
+
+		if (q.bad_key[0])
+			snprintf(msg, sizeof(msg), "%s: \"%s\"", q.error, q.bad_key);
+		else
+			snprintf(msg, sizeof(msg), "%s", q.error);
+		*result = http_problem(r, 400, "bad-request", msg, NULL, NULL);
+		return false;
+	}
+	if (q.unknown)
+	{
+		*result = http_problem(r, 400, "bad-request", "unknown query parameter", NULL,
+							   "This endpoint takes only the parameters its documentation lists.");
+		return false;
+	}
+	return true;
 }
 
 const char *

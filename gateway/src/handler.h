@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * handler.h
- *	  What the resource handlers (events.c, chain.c, privacy.c) share: run
- *	  one database call for a request and turn its outcome into a response.
+ *	  What the resource handlers (events.c, chain.c, privacy.c, reports.c,
+ *	  retention.c, ticket.c) share: check the request's shape, run its one
+ *	  database call, and turn the outcome into a response.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,6 +34,36 @@ extern enum MHD_Result handler_fail(Request *r, DbCall *call);
 extern enum MHD_Result handler_pass_json(Request *r, DbCall *call, int status,
 										 const char *not_found_detail,
 										 const char *const *headers);
+
+/*
+ * The usual end of a handler: runs the call and answers with PostgreSQL's
+ * JSON (handler_pass_json) with status, or with the problem the call's
+ * failure maps to.  status 204 answers with no body.  location_prefix, if
+ * not NULL, makes a Location header of it and column 1 of the result (the
+ * new resource's id).
+ */
+extern enum MHD_Result handler_answer(Request *r, DbCall *call, int status,
+									  const char *location_prefix,
+									  const char *not_found_detail);
+
+/*
+ * Streams an export-like COPY (s from db_export_begin() or
+ * db_subject_report_begin() for call) as the response; s NULL answers the
+ * problem of call.
+ */
+extern enum MHD_Result handler_stream(Request *r, DbCall *call, ExportStream *s,
+									  const char *content_type, const char *const *headers);
+
+/* An id in a path: 1 to 18 digits (anything else cannot exist: 404). */
+extern bool handler_valid_id(const char *s);
+
+/*
+ * Only the named query parameters (allowed, NULL-terminated) are taken:
+ * anything else is a 400, never silently ignored; so is a parameter that is
+ * not UTF-8, holds a NUL byte or has no value.  On failure queues the
+ * problem and returns false.
+ */
+extern bool handler_only_params(Request *r, const char *const *allowed, enum MHD_Result *result);
 
 /*
  * Checks a JSON request body: present, of Content-Type application/json,

@@ -350,15 +350,30 @@ queue(Request *r, int status, struct MHD_Response *resp, size_t len, const char 
 	return ret;
 }
 
-enum MHD_Result
-http_respond(Request *r, int status, const char *content_type, const char *body, size_t len)
+static enum MHD_Result
+respond_buffer(Request *r, int status, const char *content_type, const char *body, size_t len,
+			   enum MHD_ResponseMemoryMode mode, const char *const *headers)
 {
 	struct MHD_Response *resp;
 
-	resp = MHD_create_response_from_buffer(len, (void *) body, MHD_RESPMEM_MUST_COPY);
+	resp = MHD_create_response_from_buffer(len, (void *) body, mode);
 	if (resp)
 		add_common_headers(r, resp, content_type);
-	return queue(r, status, resp, len, NULL);
+	return queue(r, status, resp, len, headers);
+}
+
+enum MHD_Result
+http_respond(Request *r, int status, const char *content_type, const char *body, size_t len,
+			 const char *const *headers)
+{
+	return respond_buffer(r, status, content_type, body, len, MHD_RESPMEM_MUST_COPY, headers);
+}
+
+enum MHD_Result
+http_respond_const(Request *r, int status, const char *content_type, const char *body, size_t len,
+				   const char *const *headers)
+{
+	return respond_buffer(r, status, content_type, body, len, MHD_RESPMEM_PERSISTENT, headers);
 }
 
 enum MHD_Result
@@ -485,7 +500,6 @@ http_uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->uri_len = strlen(uri);
 	if (r->uri_len <= (size_t) config.max_url)
 		r->uri = strdup(uri);
-	r->status = 0;
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci && ci->client_addr)
 	{
@@ -608,7 +622,7 @@ dispatch(Request *r)
 		return http_problem(r, 400, "bad-request", "this request takes no body", NULL, NULL);
 	if (route->flags & ROUTE_AUTH)
 	{
-		const char *token = http_bearer_token(r);
+		const char *token = r->token = http_bearer_token(r);
 		int			retry_after;
 
 		if (token == NULL)

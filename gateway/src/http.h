@@ -33,6 +33,8 @@ typedef struct Request
 	size_t		uri_len;		/* request target, query string included */
 	char	   *uri;			/* a copy of it, if at most config.max_url */
 	char		request_id[REQUEST_ID_MAX + 1];
+	const char *token;			/* the bearer token, looked up once: set before
+								 * the handler of a ROUTE_AUTH route runs */
 	char		access[64];		/* token id once authenticated, for the log */
 	char		ip[48];
 	const char *params[ROUTE_PARAM_MAX];	/* {x} segments of the path */
@@ -74,9 +76,17 @@ extern int	http_open_connections(void);
  * and returns what the access handler must return.
  */
 
-/* body is copied; content_type NULL means application/json */
+/*
+ * body is copied; content_type NULL means application/json; headers are
+ * NULL-terminated name, value pairs (or NULL)
+ */
 extern enum MHD_Result http_respond(Request *r, int status, const char *content_type,
-									const char *body, size_t len);
+									const char *body, size_t len, const char *const *headers);
+
+/* the same for a body that lives as long as the process: not copied */
+extern enum MHD_Result http_respond_const(Request *r, int status, const char *content_type,
+										  const char *body, size_t len,
+										  const char *const *headers);
 
 /* body is not copied: free_fn(free_cls) is called once libmicrohttpd is done */
 extern enum MHD_Result http_respond_owned(Request *r, int status, const char *content_type,

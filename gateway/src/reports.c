@@ -28,23 +28,6 @@
 #include "main.h"
 #include "reports.h"
 
-/* Only the named parameters are allowed: anything else is a 400. */
-static bool
-only_params(Request *r, const char *const *allowed, enum MHD_Result *res)
-{
-	char	   *rest = handler_query_json(r, allowed, res);
-	bool		ok;
-
-	if (rest == NULL)
-		return false;
-	ok = strcmp(rest, "{}") == 0;
-	free(rest);
-	if (!ok)
-		*res = http_problem(r, 400, "bad-request", "unknown query parameter", NULL,
-							"This endpoint takes only the parameters its documentation lists.");
-	return ok;
-}
-
 /*
  * A boolean query parameter: absent is "false"; "true" or "false" as given;
  * anything else is a 400 (returns NULL with *res set).
@@ -62,26 +45,6 @@ bool_param(Request *r, const char *name, enum MHD_Result *res)
 	snprintf(msg, sizeof(msg), "%s must be true or false", name);
 	*res = http_problem(r, 400, "bad-request", msg, NULL, NULL);
 	return NULL;
-}
-
-/* libmicrohttpd pulls the CSV through this (as events.c's export) */
-static ssize_t
-report_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	long		n = db_export_read((ExportStream *) cls, buf, max);
-
-	(void) pos;
-	if (n > 0)
-		return n;
-	if (n == 0)
-		return MHD_CONTENT_READER_END_OF_STREAM;
-	return MHD_CONTENT_READER_END_WITH_ERROR;
-}
-
-static void
-report_free(void *cls)
-{
-	db_export_end((ExportStream *) cls);
 }
 
 /*
@@ -125,7 +88,7 @@ subject_report(Request *r)
 	char		report_id[24];
 	ExportStream *s;
 
-	if (!only_params(r, allowed, &res))
+	if (!handler_only_params(r, allowed, &res))
 		return res;
 	if (!report_csv(r, &csv))
 		return http_problem(r, 400, "bad-request", "format must be json or csv", NULL, NULL);
@@ -156,10 +119,7 @@ subject_report(Request *r)
 	call.res = NULL;
 	handler_call_init(r, &call, STMT_SUBJECT_REPORT_PREPARE, true);
 	s = db_subject_report_begin(&call, report_id);
-	if (s == NULL)
-		return handler_fail(r, &call);
-	return http_respond_stream(r, 200, "text/csv; charset=utf-8; header=present",
-							   report_reader, s, report_free, csv_headers);
+	return handler_stream(r, &call, s, "text/csv; charset=utf-8; header=present", csv_headers);
 }
 
 /* GET /v1/support/report[?tenant=T][&personal_data=true&reason=...] */
@@ -171,7 +131,7 @@ support_report(Request *r)
 	DbCall		call;
 	const char *personal;
 
-	if (!only_params(r, allowed, &res))
+	if (!handler_only_params(r, allowed, &res))
 		return res;
 	if ((personal = bool_param(r, "personal_data", &res)) == NULL)
 		return res;
@@ -180,7 +140,5 @@ support_report(Request *r)
 	call.values[0] = personal;
 	call.values[1] = handler_arg(r, "tenant");
 	call.values[2] = handler_arg(r, "reason");
-	if (!handler_run(r, &call, &res))
-		return res;
-	return handler_pass_json(r, &call, 200, NULL, NULL);
+	return handler_answer(r, &call, 200, NULL, NULL);
 }

@@ -36,13 +36,6 @@ static const char *const page_headers[] = {
 	NULL
 };
 
-/* the files live as long as the process */
-static void
-free_nothing(void *p)
-{
-	(void) p;
-}
-
 /* GET /, /app.js, /app.css: the route's pattern is the file's path */
 enum MHD_Result
 static_page(Request *r)
@@ -51,9 +44,9 @@ static_page(Request *r)
 
 	for (i = 0; i < n_static_files; i++)
 		if (strcmp(static_files[i].path, r->route->pattern) == 0)
-			return http_respond_owned(r, 200, static_files[i].content_type,
+			return http_respond_const(r, 200, static_files[i].content_type,
 									  (const char *) static_files[i].data, static_files[i].len,
-									  free_nothing, NULL, page_headers);
+									  page_headers);
 	/* a route without its file is a build error we could not catch */
 	return http_problem(r, 404, "not-found", "no such resource", NULL, NULL);
 }

@@ -114,14 +114,13 @@ ticket_create(Request *r)
 	json_t	   *value;
 	ExportFormat format;
 	char	   *filters_text;
-	const char *token = http_bearer_token(r);
+	const char *token = r->token;
 	DbCall		call;
 	unsigned char rnd[TICKET_HEX / 2];
 	char		id[TICKET_HEX + 1];
 	char		location[32 + TICKET_HEX];
 	char		answer[192 + TICKET_HEX];
 	const char *headers[3];
-	char	   *copy;
 	Ticket	   *slot = NULL;
 	int			i;
 
@@ -211,10 +210,11 @@ ticket_create(Request *r)
 	headers[0] = "Location";
 	headers[1] = location;
 	headers[2] = NULL;
-	copy = strdup(answer);
-	if (copy == NULL)
-		return http_problem(r, 500, "internal", "out of memory", NULL, NULL);
-	return http_respond_owned(r, 201, NULL, copy, strlen(copy), free, copy, headers);
+	res = http_respond(r, 201, NULL, answer, strlen(answer), headers);
+	/* libmicrohttpd holds its own copy now */
+	explicit_bzero(answer, sizeof(answer));
+	explicit_bzero(location, sizeof(location));
+	return res;
 }
 
 /* GET /v1/exports/{ticket} */

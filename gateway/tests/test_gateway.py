@@ -408,7 +408,8 @@ def app_tokens():
     check("an app token sees only the events it appended",
           len(seen) == 2 and all(e["access"] == TOKENS["app_id"] for e in seen), seen)
     everything = list_events(app, limit=1000).json()["events"]
-    check("... in the whole log too", all(e["access"] == TOKENS["app_id"] for e in everything), len(everything))
+    check("... in the whole log too",
+          len(everything) >= 2 and all(e["access"] == TOKENS["app_id"] for e in everything), len(everything))
     seen = list_events(other, resource=marker).json()["events"]
     check("the other app sees only its one", len(seen) == 1, seen)
     seen = list_events(alice, resource=marker).json()["events"]
@@ -461,6 +462,8 @@ def filters_and_params():
         check(what + " is 400 (%s)" % state, is_problem(r, 400, state), r)
     r = req("GET", "/v1/events?action=a&action=b", dana)
     check("a repeated parameter is 400", is_problem(r, 400), r)
+    r = req("GET", "/v1/events?limit=1&limit=1000", dana)
+    check("a repeated paging parameter is 400", is_problem(r, 400), r)
     r = req("GET", "/v1/events?action=%FF%FE", dana)
     check("a parameter that is not UTF-8 is 400", is_problem(r, 400), r)
     r = req("GET", "/v1/events?action=a%00b", dana)
@@ -534,8 +537,8 @@ def keyset_paging():
     m = re.match(r"<([^>]+)>; rel=\"next\"", link)
     r2 = req("GET", m.group(1), pager) if m else None
     check("the Link target is the next page",
-          r2 is not None and r2.status == 200 and r2.json()["events"][0]["id"] == r.json()["events"][-1]["id"] + 0
-          or (r2 is not None and r2.json()["events"][0]["id"] > r.json()["events"][-1]["id"]), (link, r2))
+          r2 is not None and r2.status == 200
+          and r2.json()["events"][0]["id"] > r.json()["events"][-1]["id"], (link, r2))
     c = r.json()["next_cursor"]
     r3 = list_events(pager, resource_type=kind, limit=5, order="desc", cursor=c)
     check("a cursor used with the other order is 400", is_problem(r3, 400, "22023"), r3)
@@ -829,7 +832,6 @@ def rate_limits():
         statuses.append(r.status)
         if r.status == 429:
             retry = r.getheader("Retry-After")
-            body = None
     c.close()
     check("a token hammering the API gets 429", 429 in statuses and 200 in statuses,
           {s: statuses.count(s) for s in set(statuses)})
@@ -990,6 +992,7 @@ def chain():
     check("GET /v1/verify?tenant=acme for the reseller admin",
           req("GET", "/v1/verify?tenant=acme", TOKENS["rita"]).status == 200)
     check("an unknown parameter is 400", is_problem(req("GET", "/v1/verify?tenants=acme", alice), 400))
+    check("a repeated parameter is 400", is_problem(req("GET", "/v1/verify?tenant=acme&tenant=desk", alice), 400))
 
 
 @test
@@ -1147,9 +1150,8 @@ def reports():
     head = rows[0]
     check("the CSV has a header and a row per event (3, and the JSON report's event)",
           "withheld" in head and "about_subject" in head and len(rows) == 1 + 5, [len(rows), head[:6]])
-    if "description" in head:
-        d = [row[head.index("description")] for row in rows[1:]]
-        check("a formula in a cell is neutralised", "'=cmd|' /C calc'!A0 planted" in d, d)
+    d = [row[head.index("description")] for row in rows[1:]] if "description" in head else head
+    check("a formula in a cell is neutralised", "'=cmd|' /C calc'!A0 planted" in d, d)
     check("the CSV report is an audit event too", report_events("hr") == before + 1, report_events("hr"))
     r = req("GET", path + "?tenant=hr", t["hugo2"], headers={"Accept": "text/csv"})
     check("Accept: text/csv gives CSV", r.status == 200 and r.headers.get("content-type", "").startswith("text/csv"), r)
