@@ -63,29 +63,7 @@ make -C "$TOP/gateway" >"$DIR/build.log" 2>&1 || die "the gateway does not build
 # ---------------------------------------------------------------------------
 rm -rf "$DATA" "$DIR"/*.log "$DIR/tokens.json" "$DIR/screenshots" "$DIR/downloads"
 pg_dir "$DIR"
-as_pg "$PGBIN/initdb" -D "$DATA" --auth=trust --no-sync -E UTF8 >"$DIR/initdb.log" 2>&1 ||
-  die "initdb failed (see $DIR/initdb.log)"
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# tools/browser_test.sh
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$DIR'
-max_connections = 40
-shared_preload_libraries = 'custos'
-custos.database = '$DB'
-custos.sealer = on
-custos.seal_interval = '100ms'
-fsync = off
-synchronous_commit = off
-jit = off
-EOF
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t "$WAIT" start >/dev/null 2>&1 ||
-  die "the cluster did not start (see $DIR/server.log)"
-"$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -U "$PGUSER_OS" -d postgres -c "CREATE DATABASE $DB" ||
-  die "CREATE DATABASE failed"
-sql -c "CREATE EXTENSION custos VERSION '0.6' CASCADE" >/dev/null 2>"$DIR/create.err" ||
-  die "CREATE EXTENSION custos VERSION '0.6' failed: $(cat "$DIR/create.err")"
+msg=$(test_cluster "$DIR" "$PORT" "$DB" "max_connections = 40") || die "$msg"
 
 # ---------------------------------------------------------------------------
 # who is who (seeds 000/003/004): a reseller with two customers; acme's log
@@ -154,15 +132,7 @@ sql -c "SELECT custos.seal()" >/dev/null && sql -c "VACUUM ANALYZE" >/dev/null |
 # in some 40 times within seconds with one token (the gateway test covers
 # the limits themselves)
 # ---------------------------------------------------------------------------
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 20000))
-    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
-  done
-  return 1
-}
-HTTP_PORT=$(free_port) || die "no free port"
+HTTP_PORT=$(free_loopback_port) || die "no free port"
 "$TOP/gateway/custos-gateway" --listen "127.0.0.1:$HTTP_PORT" \
   --db "host=$DIR port=$PORT dbname=$DB user=custos_gateway" \
   --pool 8 --threads 4 --expensive-rate 20 --expensive-burst 100 >>"$DIR/gateway.log" 2>&1 &

@@ -20,3 +20,38 @@ pg_dir() {
   [ "$(id -u)" -eq 0 ] && chown -R "$PGUSER_OS" "$1"
   return 0
 }
+
+# free_loopback_port: a TCP port on 127.0.0.1 that nothing listens on.  Racy
+# by nature; a server that then loses the race fails loudly when it binds.
+free_loopback_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % 20000))
+    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+# test_cluster DIR PORT DB [CONF...]: the throwaway cluster of the HTTP and
+# browser tests, in DIR/data (socket in DIR, no TCP), custos preloaded for
+# DB with the sealer every 100 ms, no fsync; started, DB created, custos
+# installed.  CONF: more postgresql.conf lines.  On failure says which step
+# failed and which log to read, and returns 1.
+test_cluster() {
+  local dir=$1 port=$2 db=$3
+  shift 3
+  as_pg "$PGBIN/initdb" -D "$dir/data" --auth=trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 ||
+    { echo "initdb failed (see $dir/initdb.log)"; return 1; }
+  {
+    printf '\n# %s\n' "$(basename "$0")"
+    printf '%s\n' "listen_addresses = ''" "port = $port" "unix_socket_directories = '$dir'" \
+      "shared_preload_libraries = 'custos'" "custos.database = '$db'" "custos.sealer = on" \
+      "custos.seal_interval = '100ms'" "fsync = off" "synchronous_commit = off" "jit = off" "$@"
+  } >>"$dir/data/postgresql.conf"
+  as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start >/dev/null 2>&1 ||
+    { echo "the cluster did not start (see $dir/server.log)"; return 1; }
+  "$PGBIN/psql" -X -q -h "$dir" -p "$port" -U "$PGUSER_OS" -d postgres -c "CREATE DATABASE $db" >/dev/null 2>"$dir/create.err" &&
+    "$PGBIN/psql" -X -q -h "$dir" -p "$port" -U "$PGUSER_OS" -d "$db" \
+      -c "CREATE EXTENSION custos CASCADE" >/dev/null 2>>"$dir/create.err" ||
+    { echo "CREATE DATABASE or EXTENSION failed: $(cat "$dir/create.err")"; return 1; }
+}

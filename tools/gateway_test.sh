@@ -123,29 +123,7 @@ if [ -f "$DATA/postmaster.pid" ]; then
 fi
 rm -rf "$DATA" "$DIR"/*.log "$DIR"/tokens.json
 pg_dir "$DIR"
-as_pg "$PGBIN/initdb" -D "$DATA" --auth=trust --no-sync -E UTF8 >"$DIR/initdb.log" 2>&1 ||
-  die "initdb failed (see $DIR/initdb.log)"
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# tools/gateway_test.sh
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$DIR'
-max_connections = 60
-shared_preload_libraries = 'custos'
-custos.database = '$DB'
-custos.sealer = on
-custos.seal_interval = '100ms'
-fsync = off
-synchronous_commit = off
-jit = off
-EOF
-pg_start() { as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t "$WAIT" start >/dev/null 2>&1; }
-pg_start || die "the cluster did not start (see $DIR/server.log)"
-"$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -U "$PGUSER_OS" -d postgres -c "CREATE DATABASE $DB" ||
-  die "CREATE DATABASE failed"
-sql -c "CREATE EXTENSION custos CASCADE" 2>"$DIR/create.err" >/dev/null ||
-  die "CREATE EXTENSION failed: $(cat "$DIR/create.err")"
+msg=$(test_cluster "$DIR" "$PORT" "$DB" "max_connections = 60") || die "$msg"
 if [ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'custos'")" != "0.6" ]; then
   sql -c "ALTER EXTENSION custos UPDATE TO '0.6'" 2>"$DIR/update.err" >/dev/null ||
     die "ALTER EXTENSION custos UPDATE TO '0.6' failed: $(cat "$DIR/update.err")"
@@ -215,15 +193,7 @@ owned=$(sql -c "SELECT count(*) FROM pg_class WHERE relowner = 'custos_gateway':
 # ---------------------------------------------------------------------------
 # the gateway
 # ---------------------------------------------------------------------------
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 20000))
-    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
-  done
-  return 1
-}
-HTTP_PORT=$(free_port) || die "no free port"
+HTTP_PORT=$(free_loopback_port) || die "no free port"
 # small limits, so that the tests can reach them
 GW_ARGS=(--listen "127.0.0.1:$HTTP_PORT"
          --db "host=$DIR port=$PORT dbname=$DB user=custos_gateway"
