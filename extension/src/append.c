@@ -192,6 +192,22 @@ allowed_list(const char *const *allowed)
 	return buf.data;
 }
 
+/* Refuse a value of an enumerated field that is not in its list. */
+static void
+check_enum(int f, const char *value)
+{
+	const char *const *a;
+
+	for (a = fields[f].allowed; *a; a++)
+		if (strcmp(*a, value) == 0)
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value \"%s\" for audit event field \"%s\"",
+					value, fields[f].name),
+			 errhint("Allowed values: %s.", allowed_list(fields[f].allowed))));
+}
+
 static const char *
 jbv_type_name(JsonbValue *v)
 {
@@ -340,21 +356,9 @@ parse_event(JsonbContainer *root, EventInput *in, ParseContext *pc)
 				in->text[f] = parse_text(f, &v);
 				break;
 			case K_ENUM:
-				{
-					const char *const *a;
-
-					in->text[f] = parse_text(f, &v);
-					for (a = fields[f].allowed; *a; a++)
-						if (strcmp(*a, in->text[f]) == 0)
-							break;
-					if (*a == NULL)
-						ereport(ERROR,
-								(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-								 errmsg("invalid value \"%s\" for audit event field \"%s\"",
-										in->text[f], fields[f].name),
-								 errhint("Allowed values: %s.", allowed_list(fields[f].allowed))));
-					break;
-				}
+				in->text[f] = parse_text(f, &v);
+				check_enum(f, in->text[f]);
+				break;
 			case K_TIME:
 				if (v.type == jbvString)
 				{
@@ -451,46 +455,69 @@ prepare_append(AppendContext *ac)
 }
 
 /*
- * Insert one row into custos.event_log directly, with its index entries,
- * the way logical replication's apply worker does, instead of through an SPI
- * INSERT: an executor start-up and shutdown per event was the largest part of
- * custos' cost over a plain INSERT.  Nothing is bypassed that applies to
+ * Rows go into custos.event_log directly, with their index entries, the way
+ * logical replication's apply worker does, instead of through an SPI
+ * INSERT: an executor start-up and shutdown per event was the largest part
+ * of custos' cost over a plain INSERT.  Nothing is bypassed that applies to
  * custos' own writes: the guard trigger is statement-level and lifted for
  * custos anyway, row-level security does not apply to the owner, and the
- * NOT NULL constraints are checked by ExecSimpleRelationInsert().
+ * NOT NULL constraints are checked by ExecSimpleRelationInsert().  The
+ * relation, its indexes and the executor state are opened once per call of
+ * append_events(), however many events it inserts.
  */
-static void
-insert_event_row(Oid event_log, Datum *values, bool *isnull)
-{
-	Relation	rel = table_open(event_log, RowExclusiveLock);
-	EState	   *estate = CreateExecutorState();
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	TupleTableSlot *slot;
+#define EVENT_LOG_NATTS 18		/* custos.event_log's columns, as append_event() fills them */
 
+typedef struct EventInserter
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+} EventInserter;
+
+static void
+inserter_open(EventInserter *ins, Oid event_log)
+{
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+	ins->rel = table_open(event_log, RowExclusiveLock);
+	if (RelationGetDescr(ins->rel)->natts != EVENT_LOG_NATTS)
+		elog(ERROR, "custos.event_log has %d columns, expected %d",
+			 RelationGetDescr(ins->rel)->natts, EVENT_LOG_NATTS);
+	ins->estate = CreateExecutorState();
+	ins->rri = makeNode(ResultRelInfo);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = event_log;
-	rte->relkind = rel->rd_rel->relkind;
+	rte->relkind = ins->rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	estate->es_output_cid = GetCurrentCommandId(true);
-	ExecOpenIndices(rri, false);
-
-	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * RelationGetDescr(rel)->natts);
-	memcpy(slot->tts_isnull, isnull, sizeof(bool) * RelationGetDescr(rel)->natts);
-	ExecStoreVirtualTuple(slot);
-
+	ExecInitRangeTable(ins->estate, list_make1(rte));
+	InitResultRelInfo(ins->rri, ins->rel, 1, NULL, 0);
+	ins->estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(ins->rri, false);
+	ins->slot = ExecInitExtraTupleSlot(ins->estate, RelationGetDescr(ins->rel),
+									   &TTSOpsVirtual);
 	AfterTriggerBeginQuery();
-	ExecSimpleRelationInsert(rri, estate, slot);
-	AfterTriggerEndQuery(estate);
+}
 
-	ExecCloseIndices(rri);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
+static void
+inserter_put(EventInserter *ins, Datum *values, bool *isnull)
+{
+	ExecClearTuple(ins->slot);
+	memcpy(ins->slot->tts_values, values, sizeof(Datum) * EVENT_LOG_NATTS);
+	memcpy(ins->slot->tts_isnull, isnull, sizeof(bool) * EVENT_LOG_NATTS);
+	ExecStoreVirtualTuple(ins->slot);
+	ExecSimpleRelationInsert(ins->rri, ins->estate, ins->slot);
+	ResetPerTupleExprContext(ins->estate);
+}
+
+static void
+inserter_close(EventInserter *ins)
+{
+	AfterTriggerEndQuery(ins->estate);
+	ExecCloseIndices(ins->rri);
+	ExecResetTupleTable(ins->estate->es_tupleTable, false);
+	FreeExecutorState(ins->estate);
+	table_close(ins->rel, NoLock);
 }
 
 static void
@@ -550,11 +577,11 @@ text_or_null(const char *s, char *nullflag)
 }
 
 /*
- * Insert one validated event; caller is connected to SPI within
+ * Insert one validated event through ins; caller is connected to SPI within
  * GuardBeginInternal().
  */
 static int64
-append_event(AppendContext *ac, EventInput *in)
+append_event(AppendContext *ac, EventInserter *ins, EventInput *in)
 {
 	TimestampTz recorded_at = GetCurrentTimestamp();
 	int32		period = KeysPeriodOf(recorded_at);
@@ -564,9 +591,9 @@ append_event(AppendContext *ac, EventInput *in)
 	char	   *plain;
 	bytea	   *sealed;
 	const char *tenant = in->text[F_TENANT];
-	Datum		values[18];
-	char		nulls[19] = "                  ";
-	bool		isnull[18];
+	Datum		values[EVENT_LOG_NATTS];
+	char		nulls[EVENT_LOG_NATTS + 1] = "                  ";
+	bool		isnull[EVENT_LOG_NATTS];
 	int64		id;
 	int			i;
 
@@ -621,10 +648,53 @@ append_event(AppendContext *ac, EventInput *in)
 		nulls[16] = 'n';
 	values[17] = PointerGetDatum(sealed);
 
-	for (i = 0; i < 18; i++)
+	for (i = 0; i < EVENT_LOG_NATTS; i++)
 		isnull[i] = (nulls[i] == 'n');
-	insert_event_row(ac->event_log, values, isnull);
+	inserter_put(ins, values, isnull);
 	return id;
+}
+
+/*
+ * Insert n validated events, storing their ids into ids[]: the one write
+ * path of custos.log(), custos.log_batch(), READ events and captured
+ * changes.  Storage is written as custos' owner, so prepare_append() must
+ * have run first (it notes whether the caller is a superuser).  Each
+ * event's working memory (plaintext, ciphertext, datums) is freed before
+ * the next one.
+ */
+static void
+append_events(AppendContext *ac, EventInput *in, int n, int64 *ids)
+{
+	GuardState	gs;
+
+	GuardBeginInternal(&gs);
+	PG_TRY();
+	{
+		EventInserter ins;
+		MemoryContext event_cxt;
+		MemoryContext old;
+		int			i;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		inserter_open(&ins, ac->event_log);
+		event_cxt = AllocSetContextCreate(CurrentMemoryContext, "custos append event",
+										  ALLOCSET_DEFAULT_SIZES);
+		old = MemoryContextSwitchTo(event_cxt);
+		for (i = 0; i < n; i++)
+		{
+			ids[i] = append_event(ac, &ins, &in[i]);
+			MemoryContextReset(event_cxt);
+		}
+		MemoryContextSwitchTo(old);
+		inserter_close(&ins);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		GuardEndInternal(&gs);
+	}
+	PG_END_TRY();
 }
 
 static void
@@ -648,8 +718,7 @@ AppendOne(Jsonb *event, const char *access_override)
 	AppendContext ac;
 	ParseContext pc = {-1, NULL};
 	ErrorContextCallback errcb;
-	GuardState gs;
-	int64		id = 0;
+	int64		id;
 
 	check_size(event, "audit event");
 	errcb.callback = parse_error_callback;
@@ -667,19 +736,7 @@ AppendOne(Jsonb *event, const char *access_override)
 		ac.access = pstrdup(access_override);
 		ac.trusted = true;
 	}
-	GuardBeginInternal(&gs);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		id = append_event(&ac, &in);
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		GuardEndInternal(&gs);
-	}
-	PG_END_TRY();
+	append_events(&ac, &in, 1, &id);
 	return id;
 }
 
@@ -703,7 +760,7 @@ custos_log_batch(PG_FUNCTION_ARGS)
 	AppendContext ac;
 	ParseContext pc = {0, NULL};
 	ErrorContextCallback errcb;
-	GuardState gs;
+	int64	   *ids;
 
 	refuse_null(fcinfo, "batch of audit events");
 	events = PG_GETARG_JSONB_P(0);
@@ -745,25 +802,15 @@ custos_log_batch(PG_FUNCTION_ARGS)
 	error_context_stack = errcb.previous;
 
 	prepare_append(&ac);
-	GuardBeginInternal(&gs);
-	PG_TRY();
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	append_events(&ac, in, n, ids);
+	for (i = 0; i < n; i++)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		for (i = 0; i < n; i++)
-		{
-			Datum		id = Int64GetDatum(append_event(&ac, &in[i]));
-			bool		isnull = false;
+		Datum		id = Int64GetDatum(ids[i]);
+		bool		isnull = false;
 
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &id, &isnull);
-		}
-		SPI_finish();
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &id, &isnull);
 	}
-	PG_FINALLY();
-	{
-		GuardEndInternal(&gs);
-	}
-	PG_END_TRY();
 
 	return (Datum) 0;
 }
@@ -788,16 +835,16 @@ binary_value(Jsonb *jb)
  * unless rec->actor is set, "actor" (the principal, else "role:<name>"), as
  * for custos.log(); the event is trusted (no append-right check: the write
  * it records has happened, and must be recorded, whoever made it).  Text
- * fields obey the same limits as in custos.log(); the whole event obeys
- * custos.max_event_bytes.  Returns the event id.
+ * fields obey the same limits and value lists (target_level) as in
+ * custos.log(); the whole event obeys custos.max_event_bytes.  Inserted by
+ * the same path as custos.log()'s events.  Returns the event id.
  */
 int64
 AppendRecordEvent(const AppendRecord *rec)
 {
 	EventInput	in;
 	AppendContext ac;
-	GuardState	gs;
-	int64		id = 0;
+	int64		id;
 	Size		total = 0;
 	int			f;
 
@@ -830,6 +877,8 @@ AppendRecordEvent(const AppendRecord *rec)
 					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 					 errmsg("audit event field \"%s\" is longer than %d bytes",
 							fields[f].name, MAX_TEXT_BYTES)));
+		if (fields[f].kind == K_ENUM)
+			check_enum(f, in.text[f]);
 		total += strlen(in.text[f]);
 	}
 	if (rec->previous_state)
@@ -847,18 +896,6 @@ AppendRecordEvent(const AppendRecord *rec)
 
 	prepare_append(&ac);
 	ac.trusted = true;
-	GuardBeginInternal(&gs);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		id = append_event(&ac, &in);
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		GuardEndInternal(&gs);
-	}
-	PG_END_TRY();
+	append_events(&ac, &in, 1, &id);
 	return id;
 }

@@ -108,7 +108,9 @@ typedef struct CaptureColumn
 	Oid			typid;
 	int16		typlen;
 	bool		typbyval;
+	bool		is_key;			/* one of the key columns */
 	FmgrInfo   *to_jsonb;		/* CJ_GENERIC, set up on first use */
+	FmgrInfo   *output;			/* the type's output function, set up on first use */
 } CaptureColumn;
 
 typedef enum MetaKind
@@ -476,6 +478,7 @@ build_config(CaptureConfig *cfg, Relation rel)
 			AttrNumber	att = require_column(cfg, desc, attnums, lfirst(lc), "key");
 
 			cfg->keys[i++] = att;
+			cfg->cols[att - 1].is_key = true;
 			/* the key identifies the row: it is always read */
 			if (cfg->cols[att - 1].mode == COL_SKIP)
 				cfg->cols[att - 1].mode = COL_RECORD;
@@ -738,19 +741,28 @@ same_value(CaptureColumn *c, Datum a, bool anull, Datum b, bool bnull)
 	return false;
 }
 
-/* A column's value as text (output function), NULL for SQL NULL. */
+/*
+ * A column's value as text (output function), NULL for SQL NULL.  The
+ * output function is looked up once per cached configuration, not per row.
+ */
 static char *
-value_text(CaptureColumn *c, Datum d, bool isnull)
+value_text(CaptureConfig *cfg, CaptureColumn *c, Datum d, bool isnull)
 {
-	Oid			out;
-	bool		varlena;
-
 	if (isnull)
 		return NULL;
 	if (c->json == CJ_STRING)
 		return TextDatumGetCString(d);
-	getTypeOutputInfo(c->typid, &out, &varlena);
-	return OidOutputFunctionCall(out, d);
+	if (c->output == NULL)
+	{
+		Oid			out;
+		bool		varlena;
+		FmgrInfo   *f = MemoryContextAllocZero(cfg->cxt, sizeof(FmgrInfo));
+
+		getTypeOutputInfo(c->typid, &out, &varlena);
+		fmgr_info_cxt(out, f, cfg->cxt);
+		c->output = f;
+	}
+	return OutputFunctionCall(c->output, d);
 }
 
 /* resource_id: the key's value, or a JSON object of a composite key's */
@@ -765,7 +777,7 @@ key_text(CaptureConfig *cfg, Datum *values, bool *nulls)
 	{
 		AttrNumber	a = cfg->keys[0];
 
-		return value_text(&cfg->cols[a - 1], values[a - 1], nulls[a - 1]);
+		return value_text(cfg, &cfg->cols[a - 1], values[a - 1], nulls[a - 1]);
 	}
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < cfg->nkeys; i++)
@@ -779,17 +791,6 @@ key_text(CaptureConfig *cfg, Datum *values, bool *nulls)
 	}
 	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 	return JsonbToCString(NULL, &JsonbValueToJsonb(res)->root, 0);
-}
-
-static bool
-is_key(CaptureConfig *cfg, AttrNumber att)
-{
-	int			i;
-
-	for (i = 0; i < cfg->nkeys; i++)
-		if (cfg->keys[i] == att)
-			return true;
-	return false;
 }
 
 /* The recorded columns of one row (INSERT, DELETE). */
@@ -806,7 +807,7 @@ row_state(CaptureConfig *cfg, Datum *values, bool *nulls)
 
 		if (c->mode == COL_SKIP)
 			continue;
-		if (!cfg->key_in_state && is_key(cfg, i + 1))
+		if (!cfg->key_in_state && c->is_key)
 			continue;
 		push_key(&st, c->name);
 		push_value(&st, cfg, c, values[i], nulls[i], WJB_VALUE);
@@ -909,13 +910,33 @@ column_text(CaptureConfig *cfg, AttrNumber att, Datum *values, bool *nulls)
 {
 	if (att == 0)
 		return NULL;
-	return value_text(&cfg->cols[att - 1], values[att - 1], nulls[att - 1]);
+	return value_text(cfg, &cfg->cols[att - 1], values[att - 1], nulls[att - 1]);
 }
 
 /* ------------------------------------------------------------------------
  * The trigger
  * ------------------------------------------------------------------------
  */
+
+static void
+capture_error_callback(void *arg)
+{
+	errcontext("recording a change of tracked table \"%s\"", (const char *) arg);
+}
+
+/* Append the event, naming the tracked table in any error it raises. */
+static void
+append_change(CaptureConfig *cfg, const AppendRecord *rec)
+{
+	ErrorContextCallback errcb;
+
+	errcb.callback = capture_error_callback;
+	errcb.arg = cfg->table_name;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	AppendRecordEvent(rec);
+	error_context_stack = errcb.previous;
+}
 
 static void
 record_truncate(CaptureConfig *cfg)
@@ -941,7 +962,7 @@ record_truncate(CaptureConfig *cfg)
 		pushJsonbValue(&st, WJB_VALUE, &v);
 	}
 	rec.metadata = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
-	AppendRecordEvent(&rec);
+	append_change(cfg, &rec);
 }
 
 /*
@@ -1024,7 +1045,7 @@ custos_capture_row(PG_FUNCTION_ARGS)
 				continue;
 			same = same_value(c, oldslot->tts_values[i], oldslot->tts_isnull[i],
 							  newslot->tts_values[i], newslot->tts_isnull[i]);
-			key = is_key(cfg, i + 1);
+			key = c->is_key;
 			if (!same)
 				changed++;
 			if (!same || (key && cfg->key_in_state))
@@ -1063,22 +1084,14 @@ custos_capture_row(PG_FUNCTION_ARGS)
 	rec.resource_type = cfg->resource_type;
 	rec.resource_id = key_text(cfg, rv, rn);
 	rec.resource_name = column_text(cfg, cfg->resource_name_att, rv, rn);
+	/* AppendRecordEvent() checks it against the allowed values */
 	rec.target_level = cfg->target_level_att ?
 		column_text(cfg, cfg->target_level_att, rv, rn) : cfg->target_level;
-	if (rec.target_level != NULL &&
-		strcmp(rec.target_level, "TENANT") != 0 &&
-		strcmp(rec.target_level, "GROUP") != 0 &&
-		strcmp(rec.target_level, "ENDPOINT") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid target level \"%s\" in tracked table \"%s\"",
-						rec.target_level, cfg->table_name),
-				 errhint("Allowed values: \"TENANT\", \"GROUP\", \"ENDPOINT\".")));
 	rec.target_name = column_text(cfg, cfg->target_name_att, rv, rn);
 	rec.subject = column_text(cfg, cfg->subject_att, rv, rn);
 	rec.metadata = build_metadata(cfg, rec.tenant, rv, rn);
 
-	AppendRecordEvent(&rec);
+	append_change(cfg, &rec);
 	return PointerGetDatum(NULL);
 }
 

@@ -179,6 +179,14 @@ SELECT count(*) AS after_failed_statement FROM custos.event_log WHERE id > :mark
 CREATE TABLE capapp.loose (id int PRIMARY KEY, tenant text);
 SELECT custos.track('capapp.loose', 'OBJECT', 'tenant');
 SELECT pg_temp.try($$INSERT INTO capapp.loose VALUES (1, NULL)$$);
+-- nor a row whose target level column holds a value outside the list (rolled
+-- back: the table and its TRACK event would show in the listings below)
+BEGIN;
+CREATE TABLE capapp.levelled (id int PRIMARY KEY, tenant text NOT NULL, lvl text);
+SELECT custos.track('capapp.levelled', 'OBJECT', 'tenant', target_level_column => 'lvl');
+SELECT pg_temp.try($$INSERT INTO capapp.levelled VALUES (1, 'cap-a', 'PLANET')$$);
+SELECT count(*) AS levelled_rows FROM capapp.levelled;
+ROLLBACK;
 
 -- ---------------------------------------------------------------------------
 -- TRUNCATE: one event of the installation
