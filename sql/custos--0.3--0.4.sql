@@ -249,26 +249,9 @@ CREATE FUNCTION custos.register_resource_type(name text, description text DEFAUL
 COMMENT ON FUNCTION custos.register_resource_type(text, text) IS 'Adds a resource type to the taxonomy (superuser); true if it was new.';
 
 -- in strict mode: is this name registered?  (track() checks its arguments with it)
+-- The check custos.log() makes (taxonomy.c), for SQL callers such as track().
 CREATE FUNCTION custos.taxonomy_check(kind text, name text) RETURNS void
-	LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	IF name IS NULL OR custos.taxonomy_mode() = 'open' OR
-	   EXISTS (SELECT 1 FROM custos.taxonomy t WHERE t.kind = taxonomy_check.kind AND t.name = taxonomy_check.name) THEN
-		RETURN;
-	END IF;
-	RAISE EXCEPTION '% "%" is not in the custos taxonomy', pg_catalog.replace(kind, '_', ' '), name
-		USING ERRCODE = 'invalid_parameter_value',
-			  -- at most 200 names, as custos.log()'s error (taxonomy.c)
-			  DETAIL = pg_catalog.format('Allowed values: %s.',
-					(SELECT pg_catalog.string_agg(x.name, ', ' ORDER BY x.name COLLATE "C") FILTER (WHERE x.n <= 200)
-							OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.count(*) > 200
-								THEN ' and ' OPERATOR(pg_catalog.||) (pg_catalog.count(*) - 200)::text
-									 OPERATOR(pg_catalog.||) ' more (see custos.taxonomy)' ELSE '' END
-					   FROM (SELECT t.name, pg_catalog.row_number() OVER (ORDER BY t.name COLLATE "C") AS n
-							   FROM custos.taxonomy t WHERE t.kind = taxonomy_check.kind) x)),
-			  HINT = pg_catalog.format('Register it with custos.register_%s(), or switch the installation to open mode with custos.set_taxonomy_mode(''open'').', kind);
-END
-$$;
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'custos_taxonomy_check';
 COMMENT ON FUNCTION custos.taxonomy_check(text, text) IS
 	'Internal: in strict mode, raises 22023 naming the allowed values unless name is a registered category, resource_type or action.';
 

@@ -36,6 +36,7 @@
 #include "taxonomy.h"
 
 PG_FUNCTION_INFO_V1(custos_taxonomy_write);
+PG_FUNCTION_INFO_V1(custos_taxonomy_check);
 
 #define TAXONOMY_KEY_LEN 160	/* kind (13) + ':' + name (<= 128) + NUL */
 
@@ -216,6 +217,35 @@ TaxonomyCheck(const char *category, const char *action, const char *resource_typ
 	check_one("action", "action", "register_action", action);
 	check_one("category", "category", "register_category", category);
 	check_one("resource_type", "resource type", "register_resource_type", resource_type);
+}
+
+/*
+ * custos.taxonomy_check(kind, name): TaxonomyCheck() of one name, for SQL
+ * callers (custos.track() validates its category, resource type and
+ * actions with it), so that the check and its error exist once.
+ */
+Datum
+custos_taxonomy_check(PG_FUNCTION_ARGS)
+{
+	char	   *kind;
+	char	   *name;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_VOID();
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(kind, "action") == 0)
+		TaxonomyCheck(NULL, name, NULL);
+	else if (strcmp(kind, "category") == 0)
+		TaxonomyCheck(name, NULL, NULL);
+	else if (strcmp(kind, "resource_type") == 0)
+		TaxonomyCheck(NULL, NULL, name);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid taxonomy kind \"%s\"", kind),
+				 errhint("The kinds are \"action\", \"category\" and \"resource_type\".")));
+	PG_RETURN_VOID();
 }
 
 /*
