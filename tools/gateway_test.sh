@@ -176,6 +176,15 @@ SELECT count(*) AS x_bulk FROM (
            'tenant', 'bulk', 'action', 'BULK', 'resource_id', g::text, 'actor', 'u-' || (g % 50),
            'subject', 's-' || (g % 100), 'description', 'row ' || g)))
     FROM generate_series(0, :rows - 1) g GROUP BY g / 1000) b \gset
+-- 64 MB of wide events in the same tenant: the stalled export of the
+-- export_cancel test must be larger than every socket buffer between the
+-- database and the client (a tuned tcp_wmem reaches 32 MB), or the COPY could
+-- finish into the kernel's buffers and the test would prove nothing
+SELECT count(*) AS x_wide FROM (
+  SELECT custos.log_batch(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'tenant', 'bulk', 'action', 'WIDE', 'resource_id', 'w' || g,
+           'description', pg_catalog.repeat(pg_catalog.md5(g::text), 1024))))
+    FROM generate_series(0, 1999) g GROUP BY g / 200) b \gset
 SELECT pg_catalog.json_build_object(
   'rita', :'t_rita', 'alice', :'t_alice', 'walter', :'t_walter', 'app', :'t_app', 'app_id', :'t_app_id',
   'other_app', :'t_other_app', 'dana', :'t_dana', 'hammer', :'t_hammer', 'pager', :'t_pager',

@@ -615,6 +615,9 @@ def export_tickets():
     r = post_events(writer, [{"tenant": "desk", "action": "T%d" % i, "resource_type": kind,
                               "description": "=1+%d" % i} for i in range(3)])
     check("events for the ticket exports", r.status == 201, r)
+    # sealed now, so that the background sealer cannot change block_no and
+    # sealed between the two exports compared below
+    seal()
     r = req("POST", "/v1/exports", writer, {"format": "csv", "filters": {"resource_type": kind}})
     t = r.json() if r.status == 201 else {}
     href = t.get("href", "")
@@ -762,7 +765,14 @@ def export_cancel():
         if running:
             break
         time.sleep(0.05)
-    check("its COPY runs in the database while the client stalls", running == 1, running)
+    why = running
+    if running != 1:
+        # say what the gateway's sessions were doing, and how much the
+        # kernel may buffer, so that a failure explains itself
+        why = (running, psql("SELECT string_agg(state || '/' || coalesce(wait_event, '-') || ': ' || "
+                             "left(query, 40), '; ') FROM pg_stat_activity WHERE usename = 'custos_gateway'"),
+               open("/proc/sys/net/ipv4/tcp_wmem").read().strip())
+    check("its COPY runs in the database while the client stalls", running == 1, why)
     # the client goes away
     sock.shutdown(socket.SHUT_RDWR)
     sock.close()
@@ -773,8 +783,15 @@ def export_cancel():
             break
         time.sleep(0.05)
     check("after the client disconnects, the COPY is cancelled (pg_stat_activity)", left == 0, left)
-    idle_in_tx = int(psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'custos_gateway' "
-                          "AND state LIKE 'idle in transaction%'"))
+    # the gateway drains what is still in flight (for at most 2 s) before
+    # it rolls back or drops the connection: wait that long, not longer
+    idle_in_tx = None
+    for _ in range(60):
+        idle_in_tx = int(psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'custos_gateway' "
+                              "AND state LIKE 'idle in transaction%'"))
+        if idle_in_tx == 0:
+            break
+        time.sleep(0.05)
     check("... and no gateway session is left in a transaction", idle_in_tx == 0, idle_in_tx)
     r = req("GET", "/readyz")
     check("the gateway serves on", r.status == 200, r)
