@@ -5,21 +5,38 @@
  *	  strong randomness, and AES-256-GCM for personal fields (OpenSSL EVP,
  *	  which PostgreSQL's cryptohash API does not cover).
  *
- * Nothing here is hand-written cryptography.  OpenSSL cipher contexts are
- * freed before any ereport, so an error never leaks one.
+ * Nothing here is hand-written cryptography.
+ *
+ * Every append derives a key (HMAC), draws a nonce and encrypts (AES-GCM):
+ * small inputs, where OpenSSL 3's per-call costs dominate: an implicit
+ * algorithm fetch (a locked lookup by name) for EVP_aes_256_gcm() and for
+ * HMAC_Init_ex(), a context allocation, a DRBG call per nonce.  So each
+ * backend fetches the algorithms once and keeps one HMAC context and one
+ * cipher context per direction, re-keyed for every use, and draws nonces in
+ * batches.  They live as long as the backend (OpenSSL allocates them, not
+ * palloc); on error a context is simply re-initialised by its next use.
+ * The key schedule left in them is no more exposure than the per-backend
+ * key cache (keys.c) that holds the same keys.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "common/hmac.h"
 #include "port.h"
 
 #include "crypto.h"
 #include "custos.h"
+
+/* fetched or made on first use, kept for the backend's life */
+static EVP_MD *sha256_md;
+static EVP_MAC_CTX *hmac_ctx;
+static EVP_CIPHER *aes_gcm;
+static EVP_CIPHER_CTX *seal_ctx;
+static EVP_CIPHER_CTX *open_ctx;
 
 void
 CryptoHasherInit(CryptoHasher *h)
@@ -58,6 +75,15 @@ CryptoHasherFree(CryptoHasher *h)
 	h->ctx = NULL;
 }
 
+static void
+crypto_unavailable(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("OpenSSL cannot provide %s", what),
+			 errhint("Check the OpenSSL configuration (OPENSSL_CONF) of the server.")));
+}
+
 /*
  * One-shot SHA-256 through OpenSSL's EVP_Digest: for a single short input
  * it avoids the context allocation and resource-owner bookkeeping of
@@ -68,7 +94,9 @@ CryptoSha256(const void *data, size_t len, uint8 *out)
 {
 	unsigned int outlen = 0;
 
-	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
+	if (sha256_md == NULL && (sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		crypto_unavailable("SHA-256");
+	if (EVP_Digest(data, len, out, &outlen, sha256_md, NULL) != 1 ||
 		outlen != CUSTOS_HASH_LEN)
 		elog(ERROR, "SHA-256 failed");
 }
@@ -77,22 +105,30 @@ void
 CryptoHmacSha256(const uint8 *key, size_t keylen, const void *data, size_t len,
 				 uint8 *out)
 {
-	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	size_t		outlen = 0;
 
-	if (ctx == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	if (pg_hmac_init(ctx, key, keylen) < 0 ||
-		pg_hmac_update(ctx, data, len) < 0 ||
-		pg_hmac_final(ctx, out, CUSTOS_HASH_LEN) < 0)
+	if (hmac_ctx == NULL)
 	{
-		const char *err = pstrdup(pg_hmac_error(ctx));
+		EVP_MAC    *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		OSSL_PARAM	params[2];
 
-		pg_hmac_free(ctx);
-		elog(ERROR, "could not compute HMAC-SHA-256: %s", err);
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+		params[1] = OSSL_PARAM_construct_end();
+		hmac_ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+		EVP_MAC_free(mac);		/* the context keeps its own reference */
+		if (hmac_ctx == NULL || EVP_MAC_CTX_set_params(hmac_ctx, params) != 1)
+		{
+			EVP_MAC_CTX_free(hmac_ctx);
+			hmac_ctx = NULL;
+			crypto_unavailable("HMAC-SHA-256");
+		}
 	}
-	pg_hmac_free(ctx);
+	/* a new key re-initialises the context, whatever an earlier call left */
+	if (EVP_MAC_init(hmac_ctx, key, keylen, NULL) != 1 ||
+		EVP_MAC_update(hmac_ctx, data, len) != 1 ||
+		EVP_MAC_final(hmac_ctx, out, &outlen, CUSTOS_HASH_LEN) != 1 ||
+		outlen != CUSTOS_HASH_LEN)
+		elog(ERROR, "could not compute HMAC-SHA-256");
 }
 
 /*
@@ -109,6 +145,53 @@ CryptoRandom(uint8 *buf, size_t len)
 }
 
 /*
+ * Nonces, drawn from the DRBG 64 at a time: the call's fixed cost was most
+ * of a 12-byte draw.  Each nonce is handed out once and the pool lives in
+ * backend memory only: the postmaster never draws, so no forked process
+ * starts with another's nonces.
+ */
+#define NONCE_POOL 64
+
+static void
+next_nonce(uint8 *out)
+{
+	static uint8 pool[NONCE_POOL * CUSTOS_NONCE_LEN];
+	static int	left = 0;
+
+	if (left == 0)
+	{
+		CryptoRandom(pool, sizeof(pool));
+		left = NONCE_POOL;
+	}
+	left--;
+	memcpy(out, pool + left * CUSTOS_NONCE_LEN, CUSTOS_NONCE_LEN);
+	/* a nonce handed out is not kept */
+	memset(pool + left * CUSTOS_NONCE_LEN, 0, CUSTOS_NONCE_LEN);
+}
+
+/*
+ * The backend's AES-256-GCM context for one direction.  The first use sets
+ * the cipher; later ones pass NULL, which keeps it and only changes key and
+ * nonce.
+ */
+static EVP_CIPHER_CTX *
+gcm_context(EVP_CIPHER_CTX **ctxp, const EVP_CIPHER **cipher)
+{
+	if (aes_gcm == NULL && (aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)) == NULL)
+		crypto_unavailable("AES-256-GCM");
+	*cipher = NULL;
+	if (*ctxp == NULL)
+	{
+		if ((*ctxp = EVP_CIPHER_CTX_new()) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		*cipher = aes_gcm;
+	}
+	return *ctxp;
+}
+
+/*
  * Encrypt with AES-256-GCM under a fresh random 96-bit nonce.  The result,
  * allocated in the current context, is nonce || ciphertext || tag.
  */
@@ -119,28 +202,29 @@ CryptoSeal(const uint8 *key, const void *aad, size_t aadlen,
 	bytea	   *result;
 	uint8	   *p;
 	EVP_CIPHER_CTX *ctx;
+	const EVP_CIPHER *cipher;
 	int			outl;
 	bool		ok;
 
 	result = palloc(VARHDRSZ + CUSTOS_NONCE_LEN + plainlen + CUSTOS_TAG_LEN);
 	SET_VARSIZE(result, VARHDRSZ + CUSTOS_NONCE_LEN + plainlen + CUSTOS_TAG_LEN);
 	p = (uint8 *) VARDATA(result);
-	CryptoRandom(p, CUSTOS_NONCE_LEN);
+	next_nonce(p);
 
-	ctx = EVP_CIPHER_CTX_new();
-	if (ctx == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	ok = EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, p) == 1 &&
+	ctx = gcm_context(&seal_ctx, &cipher);
+	ok = EVP_EncryptInit_ex2(ctx, cipher, key, p, NULL) == 1 &&
 		EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int) aadlen) == 1 &&
 		EVP_EncryptUpdate(ctx, p + CUSTOS_NONCE_LEN, &outl, plain, (int) plainlen) == 1 &&
 		EVP_EncryptFinal_ex(ctx, p + CUSTOS_NONCE_LEN + outl, &outl) == 1 &&
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CUSTOS_TAG_LEN,
 							p + CUSTOS_NONCE_LEN + plainlen) == 1;
-	EVP_CIPHER_CTX_free(ctx);
 	if (!ok)
+	{
+		/* start the next use from a fresh context */
+		EVP_CIPHER_CTX_free(seal_ctx);
+		seal_ctx = NULL;
 		elog(ERROR, "AES-256-GCM encryption failed");
+	}
 	return result;
 }
 
@@ -158,6 +242,7 @@ CryptoOpen(const uint8 *key, const void *aad, size_t aadlen,
 	size_t		clen;
 	char	   *plain;
 	EVP_CIPHER_CTX *ctx;
+	const EVP_CIPHER *cipher;
 	int			outl;
 	bool		ok;
 
@@ -166,20 +251,18 @@ CryptoOpen(const uint8 *key, const void *aad, size_t aadlen,
 	clen = len - CUSTOS_NONCE_LEN - CUSTOS_TAG_LEN;
 	plain = palloc(clen + 1);
 
-	ctx = EVP_CIPHER_CTX_new();
-	if (ctx == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	ok = EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, p) == 1 &&
+	ctx = gcm_context(&open_ctx, &cipher);
+	ok = EVP_DecryptInit_ex2(ctx, cipher, key, p, NULL) == 1 &&
 		EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int) aadlen) == 1 &&
 		EVP_DecryptUpdate(ctx, (uint8 *) plain, &outl, p + CUSTOS_NONCE_LEN, (int) clen) == 1 &&
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CUSTOS_TAG_LEN,
 							(void *) (p + CUSTOS_NONCE_LEN + clen)) == 1 &&
 		EVP_DecryptFinal_ex(ctx, (uint8 *) plain + outl, &outl) == 1;
-	EVP_CIPHER_CTX_free(ctx);
 	if (!ok)
 	{
+		/* a wrong key or altered bytes; the next use starts afresh */
+		EVP_CIPHER_CTX_free(open_ctx);
+		open_ctx = NULL;
 		pfree(plain);
 		return NULL;
 	}

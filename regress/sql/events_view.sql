@@ -69,13 +69,14 @@ RESET ROLE;
 -- decryption depends on the keys and the tenant only, never on what this
 -- session decrypted before: right after the view decrypted an event, the
 -- same ciphertext with a wrong key, another tenant (the AAD) or an altered
--- tag gives NULL
+-- tag gives NULL, and a failed decryption leaves nothing behind for the next
 SELECT actor FROM custos.events WHERE id = (SELECT id FROM ids WHERE n = 1);
 SELECT custos.personal_text(l.personal, k.key, NULL, l.tenant, false, 'actor') AS right_key,
        custos.personal_text(l.personal, decode(repeat('00', 32), 'hex'), NULL, l.tenant, false, 'actor') AS wrong_key,
        custos.personal_text(l.personal, k.key, NULL, 'another tenant', false, 'actor') AS wrong_tenant,
        custos.personal_text(set_byte(l.personal, length(l.personal) - 1, get_byte(l.personal, length(l.personal) - 1) # 1),
-                            k.key, NULL, l.tenant, false, 'actor') AS altered_tag
+                            k.key, NULL, l.tenant, false, 'actor') AS altered_tag,
+       custos.personal_text(l.personal, k.key, NULL, l.tenant, false, 'actor') AS right_key_again
   FROM custos.event_log l JOIN custos.data_key k ON k.key_id = l.actor_key_id
  WHERE l.id = (SELECT id FROM ids WHERE n = 1);
 
