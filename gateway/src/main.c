@@ -38,6 +38,7 @@
 #include "db.h"
 #include "http.h"
 #include "main.h"
+#include "metrics.h"
 #include "router.h"
 #include "system.h"
 
@@ -366,6 +367,11 @@ main(int argc, char **argv)
 	}
 	if (!system_load_openapi())
 		return 2;
+	if (!metrics_init())
+	{
+		fprintf(stderr, "custos-gateway: out of memory\n");
+		return 1;
+	}
 
 	/* before any thread: signals are taken by sigwait() below, in this thread */
 	sigemptyset(&sigs);

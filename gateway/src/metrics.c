@@ -30,8 +30,6 @@
 #include "metrics.h"
 #include "router.h"
 
-#define MAX_ROUTES 32
-
 static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 406, 409, 413, 414, 415,
 422, 429, 499, 500, 503, 0};
 #define N_STATUSES ((int) (sizeof(statuses) / sizeof(statuses[0])))	/* 0: other */
@@ -43,15 +41,28 @@ static const char *const classes[] = {"08", "22", "23", "25", "28", "40", "42", 
 "P0", "XX", NULL};
 #define N_CLASSES ((int) (sizeof(classes) / sizeof(classes[0])))	/* NULL: other */
 
-/* route index + 1; 0 is "no route" (404 and other early answers) */
-static atomic_ullong requests[MAX_ROUTES + 1][N_STATUSES];
-static atomic_ullong hist[MAX_ROUTES + 1][N_BUCKETS + 1];
-static atomic_ullong hist_sum_us[MAX_ROUTES + 1];
+/*
+ * Per route, indexed by route index + 1 (0 is "no route": 404 and other
+ * early answers).  Sized from the route table by metrics_init(), so that a
+ * new route can never fall outside them.
+ */
+static atomic_ullong (*requests)[N_STATUSES];
+static atomic_ullong (*hist)[N_BUCKETS + 1];
+static atomic_ullong *hist_sum_us;
 static atomic_ullong db_errors[N_CLASSES];
 static atomic_ullong rate_limited;
 static atomic_ullong pool_exhausted;
 static atomic_ullong connects_ok;
 static atomic_ullong connects_failed;
+
+bool
+metrics_init(void)
+{
+	requests = calloc(n_routes + 1, sizeof(*requests));
+	hist = calloc(n_routes + 1, sizeof(*hist));
+	hist_sum_us = calloc(n_routes + 1, sizeof(*hist_sum_us));
+	return requests != NULL && hist != NULL && hist_sum_us != NULL;
+}
 
 void
 metrics_request(int route, int status, long long duration_us)
@@ -61,7 +72,7 @@ metrics_request(int route, int status, long long duration_us)
 	int			b;
 	double		s = duration_us / 1e6;
 
-	if (ri < 0 || ri > MAX_ROUTES)
+	if (ri < 0 || ri > n_routes)
 		ri = 0;
 	for (si = 0; si < N_STATUSES - 1 && statuses[si] != status; si++)
 		;
@@ -170,7 +181,7 @@ metrics_handler(Request *r)
 
 	put(&b, "# HELP custos_gateway_requests_total HTTP requests by route and status.\n"
 		"# TYPE custos_gateway_requests_total counter\n");
-	for (ri = 0; ri <= n_routes && ri <= MAX_ROUTES; ri++)
+	for (ri = 0; ri <= n_routes; ri++)
 		for (si = 0; si < N_STATUSES; si++)
 		{
 			unsigned long long v = atomic_load(&requests[ri][si]);
@@ -187,7 +198,7 @@ metrics_handler(Request *r)
 		}
 	put(&b, "# HELP custos_gateway_request_duration_seconds Time from request line to response end.\n"
 		"# TYPE custos_gateway_request_duration_seconds histogram\n");
-	for (ri = 0; ri <= n_routes && ri <= MAX_ROUTES; ri++)
+	for (ri = 0; ri <= n_routes; ri++)
 	{
 		unsigned long long cum = 0;
 		const char *name = ri ? routes[ri - 1].name : "none";

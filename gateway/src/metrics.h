@@ -12,6 +12,7 @@
 #include "http.h"
 
 /* route: index in routes[], or -1 for requests that matched none */
+extern bool metrics_init(void);
 extern void metrics_request(int route, int status, long long duration_us);
 extern void metrics_db_error(const char *sqlstate);
 extern void metrics_rate_limited(void);

@@ -921,6 +921,7 @@ def metrics():
     post_events(TOKENS["walter"], {"tenant": "acme", "action": "METRIC"})
     req("GET", "/v1/events", "cst_" + "2" * 64)
     req("GET", "/nowhere")
+    req("GET", "/favicon.svg")		# the last route of the table
     r = req("GET", "/metrics")
     after = r.body.decode()
     check("GET /metrics is Prometheus text", r.status == 200 and r.headers.get("content-type", "").startswith("text/plain")
@@ -937,6 +938,9 @@ def metrics():
     check("a latency histogram per route",
           metric(after, "custos_gateway_request_duration_seconds_count", route="events.append") >= 1
           and 'custos_gateway_request_duration_seconds_bucket{route="events.append",le="+Inf"}' in after)
+    check("the table's last route has its own counter (no route falls outside the metrics)",
+          metric(after, "custos_gateway_requests_total", route="page.icon", status="200")
+          > metric(before, "custos_gateway_requests_total", route="page.icon", status="200"))
     check("pool usage", metric(after, "custos_gateway_pool_size") == 8
           and metric(after, "custos_gateway_pool_connected") >= 1)
     check("rate limiting is counted", metric(after, "custos_gateway_rate_limited_total") >= 1)
