@@ -23,10 +23,16 @@ pg_dir() {
 
 # free_loopback_port: a TCP port on 127.0.0.1 that nothing listens on.  Racy
 # by nature; a server that then loses the race fails loudly when it binds.
+# It is taken below the kernel's ephemeral range: the local ports of
+# outgoing connections (the earlier tests leave many in TIME_WAIT) live
+# there, nothing listens on them, and yet binding to one fails.
 free_loopback_port() {
-  local p
+  local p lo=32768 base=10000 span
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  span=$((lo - base))
+  [ "$span" -ge 1000 ] || span=20000
   for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((base + RANDOM % span))
     (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return 0; }
   done
   return 1

@@ -99,13 +99,37 @@ privacy_catalog_present(void)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("principal", nsp));
 }
 
-/* Tenant sets of the caller, cached for one statement. */
+/*
+ * What a snapshot sees, as far as the tenant sets go: two snapshots of one
+ * transaction with the same xmin, xmax, in-progress counts and command id
+ * see the same committed data (transactions below xmax can only leave the
+ * in-progress list, never join it).
+ */
+typedef struct SnapView
+{
+	LocalTransactionId lxid;
+	TransactionId xmin;
+	TransactionId xmax;
+	uint32		xcnt;
+	int32		subxcnt;
+	bool		suboverflowed;
+	CommandId	curcid;
+} SnapView;
+
+/*
+ * Tenant sets of the caller.  They answer every call made under the same
+ * snapshot view (one statement sees one set of tenants, whatever commits
+ * meanwhile) and, under READ COMMITTED with shared memory, later
+ * statements and transactions too until the auth generation moves.
+ */
 typedef struct TenantSets
 {
 	uint64		generation;		/* auth_generation the sets were computed at */
+	bool		shared;			/* computed after reading the generation */
+	SnapView	view;			/* the snapshot view they answer */
 	TimestampTz valid_until;	/* earliest expiry of a grant they rely on */
-	LocalTransactionId lxid;	/* without shared memory: one transaction */
 	char	   *principal;
+	bool		reads_all;		/* owner/admin role or a non-personal token */
 	Datum		visible;		/* text[]: audit log readable */
 	Datum		personal;		/* text[]: ... with personal fields */
 	Datum		data;			/* text[]: protected data accessible */
@@ -161,16 +185,17 @@ privacy_xact_callback(XactEvent event, void *arg)
 				bump_at_commit = false;
 			}
 			/*
-			 * The token binds the caller for one transaction only, and the
-			 * tenant sets are recomputed by the next transaction.  Keeping
-			 * them across transactions (keyed by the auth generation) let a
-			 * reader keep a stale view after a privacy-mode switch in one
-			 * isolation test; until that is understood, safety first.
+			 * The token binds the caller for one transaction only.  The
+			 * tenant sets outlive it only if they were computed under READ
+			 * COMMITTED after reading the generation (tenant_sets()); a
+			 * changing transaction bumps the generation again above, after
+			 * its commit is visible and before its client hears of it.
 			 */
 			token_lxid = InvalidLocalTransactionId;
 			token_caller.valid = false;
 			role_lxid = InvalidLocalTransactionId;
-			sets_valid = false;
+			if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PARALLEL_COMMIT)
+				sets_valid = false;
 			if (CallerContext)
 				MemoryContextReset(CallerContext);
 			break;
@@ -394,34 +419,76 @@ auth_generation(void)
  * once the walk has entered a tenant in privacy mode for which the caller
  * holds no live data.read grant; the caller's own tenant is never hidden.
  */
+static void
+snap_view(SnapView *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->lxid = MyProc->lxid;
+	if (ActiveSnapshotSet())
+	{
+		Snapshot	snap = GetActiveSnapshot();
+
+		v->xmin = snap->xmin;
+		v->xmax = snap->xmax;
+		v->xcnt = snap->xcnt;
+		v->subxcnt = snap->subxcnt;
+		v->suboverflowed = snap->suboverflowed;
+		v->curcid = snap->curcid;
+	}
+	else
+		v->lxid = InvalidLocalTransactionId;	/* matches nothing */
+}
+
 static TenantSets *
 tenant_sets(void)
 {
 	Caller	   *c = current_caller();
 	uint64		generation = auth_generation();
+	bool		reads_all = c->valid &&
+		(strcmp(c->role, "owner") == 0 || strcmp(c->role, "admin") == 0 ||
+		 (c->token_kind != NULL && strcmp(c->token_kind, "personal") != 0));
+
+	/*
+	 * Under REPEATABLE READ the sets come from the transaction's snapshot;
+	 * under READ COMMITTED from a snapshot taken after the generation was
+	 * read, so that sets cached under a generation never predate a change
+	 * whose commit-time bump that generation already counts.  (In parallel
+	 * mode no new snapshot may be taken: those sets answer one statement.)
+	 */
+	bool		fresh = custos_shared != NULL && !IsolationUsesXactSnapshot() &&
+		!IsInParallelMode();
+	SnapView	view;
 	GuardState	gs;
 	MemoryContext old;
 
 	ensure_contexts();
-	/*
-	 * Under REPEATABLE READ the sets must come from the transaction's own
-	 * snapshot, which sets cached by an earlier transaction cannot stand for.
-	 */
-	if (sets_valid && sets.generation == generation &&
-		((custos_shared != NULL && !IsolationUsesXactSnapshot()) ||
-		 sets.lxid == MyProc->lxid) &&
-		GetCurrentTransactionStartTimestamp() < sets.valid_until &&
+	snap_view(&view);
+	if (sets_valid && sets.reads_all == reads_all &&
 		((sets.principal == NULL && !c->valid) ||
 		 (sets.principal != NULL && c->valid && strcmp(sets.principal, c->principal) == 0)))
-		return &sets;
+	{
+		if (view.lxid != InvalidLocalTransactionId &&
+			memcmp(&view, &sets.view, sizeof(view)) == 0)
+			return &sets;
+		if (custos_shared != NULL && !IsolationUsesXactSnapshot() &&
+			sets.shared && sets.generation == generation &&
+			GetCurrentTransactionStartTimestamp() < sets.valid_until)
+		{
+			/* from now on they answer this statement, whatever commits */
+			sets.view = view;
+			return &sets;
+		}
+	}
 
 	MemoryContextReset(SetsContext);
 	sets_valid = false;
 	old = MemoryContextSwitchTo(SetsContext);
-	sets.lxid = MyProc->lxid;
 	sets.generation = generation;
+	sets.shared = fresh;
+	sets.view = view;
 	sets.valid_until = DT_NOEND;
 	sets.principal = c->valid ? pstrdup(c->principal) : NULL;
+	sets.reads_all = reads_all;
 	sets.visible = sets.personal = sets.data = sets.writable = empty_text_array();
 	MemoryContextSwitchTo(old);
 
@@ -432,10 +499,10 @@ tenant_sets(void)
 		{
 			Oid			types[3] = {TEXTOID, TEXTOID, BOOLOID};
 			Datum		arg[3];
-			bool		reads_all = strcmp(c->role, "owner") == 0 || strcmp(c->role, "admin") == 0 ||
-				(c->token_kind != NULL && strcmp(c->token_kind, "personal") != 0);
 			int			i;
 
+			if (fresh)
+				PushActiveSnapshot(GetLatestSnapshot());
 			arg[0] = CStringGetTextDatum(c->principal);
 			arg[1] = CStringGetTextDatum(c->tenant);
 			arg[2] = BoolGetDatum(reads_all);
@@ -492,6 +559,9 @@ tenant_sets(void)
 					sets.valid_until = DatumGetTimestampTz(d);
 			}
 			SPI_finish();
+			/* on error, transaction abort pops it */
+			if (fresh)
+				PopActiveSnapshot();
 		}
 		PG_FINALLY();
 		{

@@ -115,6 +115,8 @@ typedef struct ReadQueue
 {
 	LWLock	   *lock;
 	int			nslots;
+	int			used;			/* slots not SLOT_FREE; under lock */
+	int			hint;			/* where to look for a free slot first */
 	Latch	   *sealer_latch;	/* woken when a record is queued */
 	ReadSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } ReadQueue;
@@ -317,6 +319,7 @@ enqueue_reads(uint64 returned, bool aborting)
 	ReadEntry  *e;
 	HTAB	   *todo = reads;
 	TimestampTz now = GetCurrentTimestamp();
+	int			used = 0;
 
 	reads = NULL;
 	if (RecoveryInProgress())
@@ -349,16 +352,26 @@ enqueue_reads(uint64 returned, bool aborting)
 		for (;;)
 		{
 			int			i;
+			int			n;
 			bool		queued = false;
 
+			/*
+			 * The count says at once whether there is room; the drain frees
+			 * slots roughly in the order they were filled, so the search
+			 * from after the last one filled is short.
+			 */
 			LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-			for (i = 0; i < queue->nslots; i++)
-				if (queue->slots[i].state == SLOT_FREE)
-				{
-					queue->slots[i] = rec;
-					queued = true;
-					break;
-				}
+			if (queue->used < queue->nslots)
+				for (n = 0, i = queue->hint; n < queue->nslots; n++, i = (i + 1) % queue->nslots)
+					if (queue->slots[i].state == SLOT_FREE)
+					{
+						queue->slots[i] = rec;
+						queue->used++;
+						queue->hint = (i + 1) % queue->nslots;
+						queued = true;
+						break;
+					}
+			used = queue->used;
 			LWLockRelease(queue->lock);
 			if (queued)
 				break;
@@ -389,16 +402,8 @@ enqueue_reads(uint64 returned, bool aborting)
 	 * it for every read made it run hundreds of rounds a second.  Wake it
 	 * only when the queue is half full.
 	 */
-	if (queue->sealer_latch)
-	{
-		int			used = 0;
-		int			i;
-
-		for (i = 0; i < queue->nslots; i++)
-			used += (queue->slots[i].state != SLOT_FREE);
-		if (used * 2 >= queue->nslots)
-			SetLatch(queue->sealer_latch);
-	}
+	if (queue->sealer_latch && used * 2 >= queue->nslots)
+		SetLatch(queue->sealer_latch);
 }
 
 /* Hand slots this backend took back (abort) or free them (commit). */
@@ -416,7 +421,11 @@ settle_taken(bool committed, SubTransactionId from_subxact)
 
 		if (slot->state == SLOT_TAKEN && slot->taken_by == MyProcPid &&
 			slot->taken_subxact >= from_subxact)
+		{
 			slot->state = committed ? SLOT_FREE : SLOT_READY;
+			if (committed)
+				queue->used--;
+		}
 	}
 	LWLockRelease(queue->lock);
 }
