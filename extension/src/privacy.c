@@ -100,6 +100,25 @@ privacy_catalog_present(void)
 }
 
 /*
+ * Token validations, role mappings and tenant sets are cached under the auth
+ * generation read before they are looked up.  A changing transaction bumps
+ * the generation after its commit is visible, so a lookup on the statement's
+ * snapshot, which may predate that commit, could cache a revoked token or a
+ * removed mapping under the new generation for good.  Lookups to be cached
+ * therefore run on a snapshot taken after the generation was read.  No new
+ * snapshot may be taken in parallel mode: returns false, and the caller
+ * must not keep the result beyond the statement.
+ */
+static bool
+push_lookup_snapshot(void)
+{
+	if (custos_shared == NULL || IsInParallelMode())
+		return false;
+	PushActiveSnapshot(GetLatestSnapshot());
+	return true;
+}
+
+/*
  * What a snapshot sees, as far as the tenant sets go: two snapshots of one
  * transaction with the same xmin, xmax, in-progress counts and command id
  * see the same committed data (transactions below xmax can only leave the
@@ -290,6 +309,7 @@ mapped_caller(void)
 {
 	Oid			outer = GetOuterUserId();
 	GuardState	gs;
+	bool		pushed = false;
 
 	ensure_contexts();
 	if (role_oid == outer &&
@@ -318,6 +338,9 @@ mapped_caller(void)
 
 		/* by OID: a role dropped and re-created under the same name is another */
 		arg[0] = ObjectIdGetDatum(outer);
+		pushed = push_lookup_snapshot();
+		if (!pushed && custos_shared)
+			role_generation--;	/* for this lookup only: see below */
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute_plan(keep_plan(&plan_role,
@@ -330,12 +353,19 @@ mapped_caller(void)
 		if (SPI_processed == 1)
 			read_principal(&role_caller, 1, RoleContext);
 		SPI_finish();
+		if (pushed)
+			PopActiveSnapshot();
 	}
 	PG_FINALLY();
 	{
 		GuardEndInternal(&gs);
 	}
 	PG_END_TRY();
+	/*
+	 * Without a lookup snapshot, role_generation no longer matches, so the
+	 * next call looks again; without shared memory role_lxid limits the
+	 * entry to this transaction.
+	 */
 	role_lxid = MyProc->lxid;
 	role_oid = outer;
 	return &role_caller;
@@ -455,8 +485,7 @@ tenant_sets(void)
 	 * whose commit-time bump that generation already counts.  (In parallel
 	 * mode no new snapshot may be taken: those sets answer one statement.)
 	 */
-	bool		fresh = custos_shared != NULL && !IsolationUsesXactSnapshot() &&
-		!IsInParallelMode();
+	bool		fresh = false;
 	SnapView	view;
 	GuardState	gs;
 	MemoryContext old;
@@ -484,7 +513,8 @@ tenant_sets(void)
 	sets_valid = false;
 	old = MemoryContextSwitchTo(SetsContext);
 	sets.generation = generation;
-	sets.shared = fresh;
+	/* without a principal the sets are empty, whatever the catalog says */
+	sets.shared = !c->valid && custos_shared != NULL && !IsolationUsesXactSnapshot();
 	sets.view = view;
 	sets.valid_until = DT_NOEND;
 	sets.principal = c->valid ? pstrdup(c->principal) : NULL;
@@ -501,8 +531,8 @@ tenant_sets(void)
 			Datum		arg[3];
 			int			i;
 
-			if (fresh)
-				PushActiveSnapshot(GetLatestSnapshot());
+			if (!IsolationUsesXactSnapshot())
+				fresh = push_lookup_snapshot();
 			arg[0] = CStringGetTextDatum(c->principal);
 			arg[1] = CStringGetTextDatum(c->tenant);
 			arg[2] = BoolGetDatum(reads_all);
@@ -562,6 +592,7 @@ tenant_sets(void)
 			/* on error, transaction abort pops it */
 			if (fresh)
 				PopActiveSnapshot();
+			sets.shared = fresh;
 		}
 		PG_FINALLY();
 		{
@@ -774,6 +805,9 @@ custos_authenticate(PG_FUNCTION_ARGS)
 	{
 		GuardState	gs;
 		TimestampTz expires = 0;
+		volatile bool pushed = false;
+
+		entry = NULL;			/* an expired entry is replaced, or dropped below */
 
 		GuardBeginInternal(&gs);
 		PG_TRY();
@@ -786,6 +820,7 @@ custos_authenticate(PG_FUNCTION_ARGS)
 			SET_VARSIZE(hb, VARHDRSZ + CUSTOS_HASH_LEN);
 			memcpy(VARDATA(hb), hash, CUSTOS_HASH_LEN);
 			arg[0] = PointerGetDatum(hb);
+			pushed = push_lookup_snapshot();
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
 			if (SPI_execute_plan(keep_plan(&plan_token,
@@ -805,6 +840,8 @@ custos_authenticate(PG_FUNCTION_ARGS)
 															SPI_tuptable->tupdesc, 7, &isnull));
 			}
 			SPI_finish();
+			if (pushed)
+				PopActiveSnapshot();
 		}
 		PG_FINALLY();
 		{
@@ -814,7 +851,10 @@ custos_authenticate(PG_FUNCTION_ARGS)
 
 		if (!found.valid || expires <= now)
 			invalid_token();
-		if (cache)
+		/* cached only if looked up after the generation was read */
+		if (cache && !pushed)
+			hash_search(cache, hash, HASH_REMOVE, NULL);
+		else if (cache)
 		{
 			bool		f;
 
