@@ -441,14 +441,7 @@ auth_generation(void)
 	return custos_shared ? pg_atomic_read_u64(&custos_shared->auth_generation) : 0;
 }
 
-/*
- * One walk down the caller's own tenant subtree yields every set.  A tenant
- * is readable through the caller's owner/admin role, an audit.read grant on
- * it or an ancestor below the caller's tenant, or (app and shared tokens)
- * always, restricted by the policy to the token's own events.  It is hidden
- * once the walk has entered a tenant in privacy mode for which the caller
- * holds no live data.read grant; the caller's own tenant is never hidden.
- */
+/* The active snapshot's view, or one that matches nothing. */
 static void
 snap_view(SnapView *v)
 {
@@ -469,6 +462,14 @@ snap_view(SnapView *v)
 		v->lxid = InvalidLocalTransactionId;	/* matches nothing */
 }
 
+/*
+ * One walk down the caller's own tenant subtree yields every set.  A tenant
+ * is readable through the caller's owner/admin role, an audit.read grant on
+ * it or an ancestor below the caller's tenant, or (app and shared tokens)
+ * always, restricted by the policy to the token's own events.  It is hidden
+ * once the walk has entered a tenant in privacy mode for which the caller
+ * holds no live data.read grant; the caller's own tenant is never hidden.
+ */
 static TenantSets *
 tenant_sets(void)
 {
