@@ -105,28 +105,8 @@ COMMIT;
 -- like seed 002's scheme audit log: a deployment (SCHEME DEPLOY), a camera
 -- setting update 60 -> 75 (CAMERA_SETTINGS UPDATE) and a trigger association
 -- (TRIGGER ADD).  demo.scheme_audit_log shows them in the seed's JSON shape.
-CREATE TABLE demo.scheme_deployment (
-	tenant text NOT NULL, scheme text NOT NULL, target_level text NOT NULL, target_name text NOT NULL,
-	PRIMARY KEY (tenant, scheme, target_level, target_name));
-CREATE TABLE demo.scheme_camera_setting (
-	tenant text NOT NULL, scheme text NOT NULL, setting_key text NOT NULL, value text NOT NULL,
-	PRIMARY KEY (tenant, scheme, setting_key));
-CREATE TABLE demo.scheme_trigger (
-	tenant text NOT NULL, scheme text NOT NULL, trigger_name text NOT NULL, trigger_category text NOT NULL,
-	PRIMARY KEY (tenant, scheme, trigger_name));
-SELECT custos.track('demo.scheme_deployment', 'SCHEME', 'tenant', category => 'scheme',
-	resource_name_column => 'scheme', actions => '{"INSERT": "DEPLOY", "DELETE": "UNDEPLOY"}',
-	target_level_column => 'target_level', target_name_column => 'target_name', record_state => false,
-	metadata => '{"tenantName": {"tenant": "name"}, "targetLevel": "target_level",
-				  "targetLevelName": "target_name", "schemeName": "scheme"}');
-SELECT custos.track('demo.scheme_camera_setting', 'CAMERA_SETTINGS', 'tenant', category => 'scheme',
-	resource_name_column => 'setting_key', actions => '{"INSERT": "ADD", "DELETE": "REMOVE"}',
-	key_in_state => false,
-	metadata => '{"tenantName": {"tenant": "name"}, "schemeName": "scheme", "cameraSettingKey": "setting_key"}');
-SELECT custos.track('demo.scheme_trigger', 'TRIGGER', 'tenant', category => 'scheme',
-	resource_name_column => 'scheme', actions => '{"INSERT": "ADD", "DELETE": "REMOVE"}', record_state => false,
-	metadata => '{"tenantName": {"tenant": "name"}, "schemeName": "scheme", "triggerName": "trigger_name",
-				  "triggerCategoryName": "trigger_category"}');
+\set scheme_schema demo
+\ir ../regress/fixtures/scheme_app.psql
 -- the reseller's admin works in the scheme application: her principal is
 -- the actor of every captured change
 BEGIN;

@@ -1,34 +1,17 @@
 -- capture_seed: tracked tables of a scheme application produce seed 002's
 -- audit entries exactly: a scheme deployment, a camera setting update 60 ->
--- 75 and a trigger association (the same schema tools/demo.sql loads).
+-- 75 and a trigger association (regress/fixtures/scheme_app.psql, which
+-- tools/demo.sql loads too).
 \set VERBOSITY terse
 SELECT custos.seal() >= 0 AS flushed;
 SELECT coalesce(max(id), 0) AS start_id FROM custos.event_log \gset
 SELECT custos.set_taxonomy_mode('strict');
 SELECT custos.create_tenant('seed-a', NULL, 'TenantA');
 CREATE SCHEMA seedapp;
-CREATE TABLE seedapp.scheme_deployment (
-	tenant text NOT NULL, scheme text NOT NULL, target_level text NOT NULL, target_name text NOT NULL,
-	PRIMARY KEY (tenant, scheme, target_level, target_name));
-CREATE TABLE seedapp.scheme_camera_setting (
-	tenant text NOT NULL, scheme text NOT NULL, setting_key text NOT NULL, value text NOT NULL,
-	PRIMARY KEY (tenant, scheme, setting_key));
-CREATE TABLE seedapp.scheme_trigger (
-	tenant text NOT NULL, scheme text NOT NULL, trigger_name text NOT NULL, trigger_category text NOT NULL,
-	PRIMARY KEY (tenant, scheme, trigger_name));
-SELECT custos.track('seedapp.scheme_deployment', 'SCHEME', 'tenant', category => 'scheme',
-	resource_name_column => 'scheme', actions => '{"INSERT": "DEPLOY", "DELETE": "UNDEPLOY"}',
-	target_level_column => 'target_level', target_name_column => 'target_name', record_state => false,
-	metadata => '{"tenantName": {"tenant": "name"}, "targetLevel": "target_level",
-				  "targetLevelName": "target_name", "schemeName": "scheme"}');
-SELECT custos.track('seedapp.scheme_camera_setting', 'CAMERA_SETTINGS', 'tenant', category => 'scheme',
-	resource_name_column => 'setting_key', actions => '{"INSERT": "ADD", "DELETE": "REMOVE"}',
-	key_in_state => false,
-	metadata => '{"tenantName": {"tenant": "name"}, "schemeName": "scheme", "cameraSettingKey": "setting_key"}');
-SELECT custos.track('seedapp.scheme_trigger', 'TRIGGER', 'tenant', category => 'scheme',
-	resource_name_column => 'scheme', actions => '{"INSERT": "ADD", "DELETE": "REMOVE"}', record_state => false,
-	metadata => '{"tenantName": {"tenant": "name"}, "schemeName": "scheme", "triggerName": "trigger_name",
-				  "triggerCategoryName": "trigger_category"}');
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set scheme_schema seedapp
+\set fixtures :abs_srcdir '/fixtures/scheme_app.psql'
+\i :fixtures
 
 INSERT INTO seedapp.scheme_camera_setting VALUES ('seed-a', 'SchemeA', 'brightness', '60');
 SELECT max(id) AS mark FROM custos.event_log \gset
