@@ -6,22 +6,11 @@
 -- Only an owner/admin with audit.export who may see the tenant's personal
 -- data may produce one, and every report is an audit event.
 \set VERBOSITY terse
--- the shared helpers: labels for random ids, l(), try(), attempt()
+-- the shared helpers: labels for random ids, l(), try_detail() (the
+-- refusals' details are the spec), attempt()
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set fixtures :abs_srcdir '/fixtures/labels.psql'
 \i :fixtures
--- try() here reports the DETAIL too: the refusals' details are the spec
-CREATE OR REPLACE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	d text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-	RETURN SQLSTATE || ': ' || pg_temp.l(SQLERRM) || coalesce(' DETAIL: ' || nullif(d, ''), '');
-END
-$$;
 INSERT INTO labels VALUES ('role:' || current_user, 'role:superuser');
 CREATE ROLE regress_rp_client;
 SELECT custos.seal() >= 0 AS flushed;
@@ -86,35 +75,35 @@ SELECT count(*) AS logged FROM custos.log_batch($$[
 -- ---------------------------------------------------------------------------
 SET ROLE regress_rp_client;
 -- no principal at all
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', 'anna')$$) AS no_principal;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', 'anna')$$) AS no_principal;
 -- a member, even with an explicit audit.export grant
 BEGIN;
 SELECT custos.authenticate(:'c_member_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', 'anna')$$) AS member;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', 'anna')$$) AS member;
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'c_dpo_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', 'anna')$$) AS member_with_audit_export;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', 'anna')$$) AS member_with_audit_export;
 COMMIT;
 -- an admin with an app token sees only its own events
 BEGIN;
 SELECT custos.authenticate(:'c_admin_app_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', 'anna')$$) AS app_token;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', 'anna')$$) AS app_token;
 COMMIT;
 -- the owner of an unrelated tenant
 BEGIN;
 SELECT custos.authenticate(:'o_owner_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', 'anna')$$) AS unrelated_owner;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-nowhere', 'anna')$$) AS unknown_tenant;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', 'anna')$$) AS unrelated_owner;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-nowhere', 'anna')$$) AS unknown_tenant;
 COMMIT;
 -- bad arguments
 BEGIN;
 SELECT custos.authenticate(:'c_admin_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', NULL)$$) AS null_subject;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', '')$$) AS empty_subject;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', repeat('x', 1025))$$) AS long_subject;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', 'anna', true)$$) AS accessors_without_reason;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', 'anna', true, '  ')$$) AS accessors_blank_reason;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', NULL)$$) AS null_subject;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', '')$$) AS empty_subject;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', repeat('x', 1025))$$) AS long_subject;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', 'anna', true)$$) AS accessors_without_reason;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', 'anna', true, '  ')$$) AS accessors_blank_reason;
 COMMIT;
 RESET ROLE;
 -- none of the refusals left a report event
@@ -203,22 +192,22 @@ COMMIT;
 -- a started report is read only by the token that started it
 BEGIN;
 SELECT custos.authenticate(:'c_admin_tok2') IS NOT NULL AS authenticated;
-SELECT replace(pg_temp.try(format('SELECT * FROM custos.subject_report_rows(%s)', :rid)), :'rid', '<rid>') AS other_token;
-SELECT replace(pg_temp.try(format('SELECT custos.subject_report_prepare(%s)', :rid)), :'rid', '<rid>') AS other_token_prepare;
+SELECT replace(pg_temp.try_detail(format('SELECT * FROM custos.subject_report_rows(%s)', :rid)), :'rid', '<rid>') AS other_token;
+SELECT replace(pg_temp.try_detail(format('SELECT custos.subject_report_prepare(%s)', :rid)), :'rid', '<rid>') AS other_token_prepare;
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'c_member_tok') IS NOT NULL AS authenticated;
-SELECT replace(pg_temp.try(format('SELECT * FROM custos.subject_report_scope(%s)', :rid)), :'rid', '<rid>') AS member_scope;
+SELECT replace(pg_temp.try_detail(format('SELECT * FROM custos.subject_report_scope(%s)', :rid)), :'rid', '<rid>') AS member_scope;
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'c_admin_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try('SELECT * FROM custos.subject_report_rows(1)') AS not_a_report;
-SELECT replace(pg_temp.try(format('SELECT custos.subject_report_prepare(%s)', :rid)), :'rid', '<rid>') AS prepare;
+SELECT pg_temp.try_detail('SELECT * FROM custos.subject_report_rows(1)') AS not_a_report;
+SELECT replace(pg_temp.try_detail(format('SELECT custos.subject_report_prepare(%s)', :rid)), :'rid', '<rid>') AS prepare;
 SELECT current_setting('custos_report.id') = :'rid' AS kept_for_copy;
 COMMIT;
 -- internal helpers are closed to PUBLIC
-SELECT pg_temp.try($$SELECT custos.scope_ref('rp-c', 'subject', 'anna')$$) AS scope_ref;
-SELECT pg_temp.try($$SELECT custos.support_settings()$$) AS support_settings;
+SELECT pg_temp.try_detail($$SELECT custos.scope_ref('rp-c', 'subject', 'anna')$$) AS scope_ref;
+SELECT pg_temp.try_detail($$SELECT custos.support_settings()$$) AS support_settings;
 RESET ROLE;
 
 -- ---------------------------------------------------------------------------
@@ -234,7 +223,7 @@ BEGIN;
 SELECT custos.authenticate(:'c_admin_tok') IS NOT NULL AS authenticated;
 CREATE TEMP TABLE r3 AS SELECT custos.subject_report('rp-c', 'anna') AS doc;
 -- a report started before the erasure cannot be read any more
-SELECT replace(pg_temp.try(format('SELECT * FROM custos.subject_report_rows(%s)', :rid)), :'rid', '<rid>') AS old_report;
+SELECT replace(pg_temp.try_detail(format('SELECT * FROM custos.subject_report_rows(%s)', :rid)), :'rid', '<rid>') AS old_report;
 COMMIT;
 RESET ROLE;
 SELECT doc -> 'counts' AS counts FROM r3;
@@ -286,7 +275,7 @@ SELECT custos.set_privacy_mode('rp-c', true);
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'rs_admin_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.subject_report('rp-c', 'anna')$$) AS reseller_in_privacy_mode;
+SELECT pg_temp.try_detail($$SELECT custos.subject_report('rp-c', 'anna')$$) AS reseller_in_privacy_mode;
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'c_owner_own_tok') IS NOT NULL AS authenticated;

@@ -4,22 +4,11 @@
 -- searches the text of each default report for every one of them.  With
 -- personal data: only the tenant's own owner, with a reason, recorded.
 \set VERBOSITY terse
--- the shared helpers: labels for random ids, l(), try(), attempt()
+-- the shared helpers: labels for random ids, l(), try_detail() (the
+-- refusals' details are the spec), attempt()
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set fixtures :abs_srcdir '/fixtures/labels.psql'
 \i :fixtures
--- try() here reports the DETAIL too: the refusals' details are the spec
-CREATE OR REPLACE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	d text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-	RETURN SQLSTATE || ': ' || pg_temp.l(SQLERRM) || coalesce(' DETAIL: ' || nullif(d, ''), '');
-END
-$$;
 INSERT INTO labels VALUES ('role:' || current_user, 'role:superuser');
 CREATE ROLE regress_sp_client;
 SELECT custos.seal() >= 0 AS flushed;
@@ -74,7 +63,7 @@ INSERT INTO planted VALUES ('conninfo password (session setting)', 'conninfo-Pla
 	('dsn password (database setting)', 'dsn-Planted-4', false),
 	('conninfo password (primary_conninfo)', 'primary-Planted-6', false);
 -- custos' own prefix is reserved: nothing can be planted there
-SELECT pg_temp.try($$SET custos.conninfo = 'password=x'$$) AS custos_prefix;
+SELECT pg_temp.try_detail($$SET custos.conninfo = 'password=x'$$) AS custos_prefix;
 -- personal values in events: personal fields, a password in a state, and
 -- the clear columns that may still name people (resource, target)
 SELECT count(*) AS logged FROM custos.log_batch($$[
@@ -115,35 +104,35 @@ GRANT EXECUTE ON FUNCTION pg_temp.scan(text, boolean) TO PUBLIC;
 -- Who may
 -- ---------------------------------------------------------------------------
 SET ROLE regress_sp_client;
-SELECT pg_temp.try($$SELECT custos.support_report()$$) AS no_principal;
+SELECT pg_temp.try_detail($$SELECT custos.support_report()$$) AS no_principal;
 BEGIN;
 SELECT custos.authenticate(:'c_member_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.support_report(false, 'sp-c')$$) AS member;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(false, 'sp-c')$$) AS member;
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'c_admin_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.support_report()$$) AS admin_installation;
-SELECT pg_temp.try($$SELECT custos.support_report(false, 'sp-rs')$$) AS admin_of_tenant_above;
-SELECT pg_temp.try($$SELECT custos.support_report(false, 'sp-nowhere')$$) AS unknown_tenant;
-SELECT pg_temp.try($$SELECT custos.support_report(true, 'sp-c', 'ticket 4711')$$) AS admin_with_personal_data;
+SELECT pg_temp.try_detail($$SELECT custos.support_report()$$) AS admin_installation;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(false, 'sp-rs')$$) AS admin_of_tenant_above;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(false, 'sp-nowhere')$$) AS unknown_tenant;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(true, 'sp-c', 'ticket 4711')$$) AS admin_with_personal_data;
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'rs_admin_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.support_report(true, 'sp-c', 'ticket 4711')$$) AS reseller_with_personal_data;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(true, 'sp-c', 'ticket 4711')$$) AS reseller_with_personal_data;
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'c_owner_app_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.support_report(true, 'sp-c', 'ticket 4711')$$) AS owner_app_token;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(true, 'sp-c', 'ticket 4711')$$) AS owner_app_token;
 COMMIT;
 BEGIN;
 SELECT custos.authenticate(:'c_owner_tok') IS NOT NULL AS authenticated;
-SELECT pg_temp.try($$SELECT custos.support_report(true, 'sp-c')$$) AS owner_without_reason;
-SELECT pg_temp.try($$SELECT custos.support_report(true, 'sp-c', ' ')$$) AS owner_blank_reason;
-SELECT pg_temp.try($$SELECT custos.support_report(true)$$) AS personal_without_tenant;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(true, 'sp-c')$$) AS owner_without_reason;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(true, 'sp-c', ' ')$$) AS owner_blank_reason;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(true)$$) AS personal_without_tenant;
 COMMIT;
 RESET ROLE;
 -- the superuser: the installation, but never personal data
-SELECT pg_temp.try($$SELECT custos.support_report(true, 'sp-c', 'ticket 4711')$$) AS superuser_with_personal_data;
+SELECT pg_temp.try_detail($$SELECT custos.support_report(true, 'sp-c', 'ticket 4711')$$) AS superuser_with_personal_data;
 SELECT count(*) AS report_events FROM custos.event_log
  WHERE resource_type = 'REPORT' AND resource_id = 'support';
 
