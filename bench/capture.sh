@@ -18,6 +18,7 @@
 # BENCH_BULK_ROUNDS [3], BENCH_PORT [54331], BENCH_KEEP=1 keeps the cluster.
 set -euo pipefail
 source "$(dirname "$0")/../tools/common.sh"
+source "$(dirname "$0")/common.sh"
 
 SECS=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-5}
@@ -47,13 +48,6 @@ cd "$TOP"
 sql() {	# sql [psql args...]
   as_pg "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$DIR" -p "$PORT" -d "$DB" "$@"
 }
-median() {
-  printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
-    if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-say() { echo "$*" | tee -a "$RESULTS"; }
-verdict() { if awk "BEGIN { exit !($1) }"; then echo MET; else echo MISSED; fi; }
 
 # wait until the sealer has sealed everything (so runs start alike)
 drain() {
@@ -64,17 +58,6 @@ drain() {
   echo "the sealer did not catch up" >&2
   return 1
 }
-
-# CPU clock ticks the cluster has used so far (as in bench/run.sh): the
-# postmaster's own and its reaped children's, plus its live children's.
-cluster_ticks() {
-  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$(head -1 "$DATA/postmaster.pid")" '
-    { pid = $1; sub(/.*\) /, "") }
-    pid == pm { s += $12 + $13 + $14 + $15 }
-    $2 == pm { s += $12 + $13 }
-    END { print s }'
-}
-HZ=$(getconf CLK_TCK)
 
 pgbench_run() {	# pgbench_run WORKLOAD: prints tps and server CPU us per transaction
   local user=$PGUSER_OS out t0 t1
@@ -94,36 +77,13 @@ pgbench_run() {	# pgbench_run WORKLOAD: prints tps and server CPU us per transac
 }
 
 # ---------------------------------------------------------------------------
-if [ -f "$DATA/postmaster.pid" ]; then
-  as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-fi
-rm -rf "$DIR"
-pg_dir "$DIR"
-mkdir -p "$(dirname "$RESULTS")"
-: >"$RESULTS"
-as_pg "$PGBIN/initdb" -D "$DATA" -A trust -E UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 || {
-  cat "$DIR/initdb.log" >&2
-  exit 1
-}
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# bench/capture.sh
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-shared_preload_libraries = 'custos,pgaudit'
-custos.database = '$DB'
-custos.sealer = on
-synchronous_commit = on
-fsync = on
+bench_cluster "custos,pgaudit" <<EOF
 shared_buffers = 1GB
-max_connections = 50
 max_wal_size = 8GB
 min_wal_size = 1GB
 checkpoint_timeout = 30min
 checkpoint_completion_target = 0.9
 EOF
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w start >/dev/null
 as_pg "$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -d postgres -c "CREATE DATABASE $DB"
 sql -c "SET client_min_messages = warning" -f "$BENCH/capture_setup.sql" >/dev/null
 for ((i = 0; ; i++)); do

@@ -92,19 +92,6 @@ sql() {	# sql [-U ROLE] [psql args...]: psql on the benchmark database, no ~/.ps
   as_pg "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$DIR" -p "$PORT" -d "$DB" "$@"
 }
 
-median() {	# median NUMBERS...
-  printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
-    if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }	# calc FORMAT EXPR
-
-say() { echo "$*" | tee -a "$RESULTS"; }
-
-verdict() {	# verdict OK-EXPR: MET or MISSED
-  if awk "BEGIN { exit !($1) }"; then echo MET; else echo MISSED; fi
-}
-
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 cpu_ticks() {	# cpu_ticks PID: user + system CPU of a process, in clock ticks

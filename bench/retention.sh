@@ -78,9 +78,6 @@ timed() {	# timed SQL
   sql -c '\timing on' -c "$1" | grep '^Time: ' | tail -1 | awk '{print $2}'
 }
 
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }	# calc FORMAT EXPR
-say() { echo "$*" | tee -a "$RESULTS"; }
-verdict() { if awk "BEGIN { exit !($1) }"; then echo MET; else echo MISSED; fi; }
 
 # quiet both tables, flush, then measure
 settle() {

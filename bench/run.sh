@@ -91,35 +91,10 @@ timed() {	# timed DB OUTFILE SQL
   grep '^Time: ' <<<"$out" | tail -1 | awk '{print $2}'
 }
 
-median() {	# median NUMBERS...
-  printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
-    if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }	# calc FORMAT EXPR
-
-say() { echo "$*" | tee -a "$RESULTS"; }
-
-verdict() {	# verdict OK-EXPR: MET or MISSED
-  if awk "BEGIN { exit !($1) }"; then echo MET; else echo MISSED; fi
-}
-
 set_sealer() {	# set_sealer on|off
   sql "$DB" -c "ALTER SYSTEM SET custos.sealer = $1" -c "SELECT pg_reload_conf()" >/dev/null
   sleep 0.5
 }
-
-# CPU clock ticks the cluster has used so far: the postmaster's own and its
-# reaped children's (cutime, cstime: backends that have exited), plus its
-# live children's (sealer, walwriter, checkpointer ...).
-cluster_ticks() {
-  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$(head -1 "$DATA/postmaster.pid")" '
-    { pid = $1; sub(/.*\) /, "") }	# now $2 is the parent, $12.. the times
-    pid == pm { s += $12 + $13 + $14 + $15 }
-    $2 == pm { s += $12 + $13 }
-    END { print s }'
-}
-HZ=$(getconf CLK_TCK)
 
 # pgbench run of append_{plain,custos}; prints its tps (excluding connection
 # time) and the cluster's CPU time per transaction in microseconds
