@@ -26,23 +26,6 @@
  */
 
 -- ---------------------------------------------------------------------------
--- Taxonomy: the resource types these events name.  The registry arrives in
--- 0.4; register only where it exists so that the step works either way.
--- ---------------------------------------------------------------------------
-DO $taxonomy$
-BEGIN
-	IF pg_catalog.to_regprocedure('custos.register_resource_type(text,text)') IS NOT NULL THEN
-		PERFORM custos.register_resource_type(r.name, r.description)
-		   FROM (VALUES ('RETENTION_POLICY', 'A tenant''s retention and anonymisation periods'),
-						('LEGAL_HOLD', 'A legal hold on a tenant or on a data subject within it'),
-						('SUBJECT', 'A data subject, never named in clear'),
-						('JOB', 'A run of a retention or anonymisation job')) r(name, description)
-		  WHERE NOT EXISTS (SELECT 1 FROM custos.taxonomy x WHERE x.kind = 'resource_type' AND x.name = r.name);
-	END IF;
-END
-$taxonomy$;
-
--- ---------------------------------------------------------------------------
 -- Storage
 -- ---------------------------------------------------------------------------
 
@@ -181,7 +164,9 @@ COMMENT ON FUNCTION custos.retention_bounds() IS
 
 -- Tenants with events: the registered ones, and any a superuser logged to
 -- (sealed events are in blocks).
-CREATE VIEW custos.retention_policies AS
+-- a security barrier: the caller's own WHERE conditions run only on rows
+-- the view lets through (no leaky function sees another tenant's rows)
+CREATE VIEW custos.retention_policies WITH (security_barrier) AS
 SELECT t.tenant,
 	   coalesce(p.retention_days, LEAST(GREATEST(b.default_days, b.min_days), b.max_days)) AS retention_days,
 	   p.anonymize_days,
@@ -346,7 +331,8 @@ END
 $$;
 COMMENT ON FUNCTION custos.lift_legal_hold(bigint, text) IS 'Lifts a legal hold; audited.';
 
-CREATE VIEW custos.legal_holds AS
+-- a security barrier, as custos.retention_policies: hold reasons are confidential
+CREATE VIEW custos.legal_holds WITH (security_barrier) AS
 SELECT h.hold_id, h.tenant,
 	   CASE WHEN h.subject_ref IS NULL THEN 'tenant' ELSE 'subject' END AS scope,
 	   h.reason, h.placed_by, h.placed_at, h.lifted_by, h.lifted_at, h.lift_reason

@@ -195,6 +195,25 @@ SELECT pg_temp.try(format('SELECT custos.lift_legal_hold(%s)', :tenant_hold));
 SELECT pg_temp.try($$SELECT custos.lift_legal_hold(-1)$$);
 SELECT hold_id = :subject_hold AS subject_hold, tenant, scope, reason, lifted_at IS NOT NULL AS lifted
   FROM custos.legal_holds WHERE tenant = 'ret-c' ORDER BY hold_id;
+-- the views filter before a function of the caller's sees a row: a cheap
+-- leaky function in the caller's WHERE must not see another tenant's hold
+-- reason or policy (the views are security barriers)
+CREATE FUNCTION pg_temp.peek(t text, what text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
+BEGIN
+	IF t = 'ret-c' THEN
+		RAISE NOTICE 'peek saw %: %', t, what;
+	END IF;
+	RETURN true;
+END
+$$;
+SET ROLE regress_ret_user;
+BEGIN;
+SELECT custos.authenticate(:'owner_token') IS NOT NULL AS ret_a_owner_signed_in;
+SELECT count(*) AS other_holds_seen FROM custos.legal_holds WHERE pg_temp.peek(tenant, reason) AND tenant = 'ret-c';
+SELECT count(*) AS other_policies_seen FROM custos.retention_policies
+ WHERE pg_temp.peek(tenant, retention_days::text) AND tenant = 'ret-c';
+COMMIT;
+RESET ROLE;
 SELECT pg_temp.try($$SELECT custos.erase_subject('ret-c', 'gina@example.com')$$);
 SELECT custos.seal() >= 0 AS sealed;
 CALL custos.run_jobs(as_of => :'day40');
