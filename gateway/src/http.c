@@ -593,6 +593,18 @@ on_headers(Request *r, const char *url, const char *method)
 		return http_problem_headers(r, 405, "method-not-allowed", "method not allowed on this resource",
 									NULL, NULL, h);
 	}
+	/*
+	 * The API's GETs record what they do (reads of the log are audited,
+	 * reports are audit events, a ticket is used up): a HEAD would do all
+	 * that and deliver nothing.  Only routes without side effects take it.
+	 */
+	if (strcmp(method, "HEAD") == 0 && !(r->route->flags & ROUTE_HEAD))
+	{
+		static const char *const h[] = {"Allow", "GET", NULL};
+
+		return http_problem_headers(r, 405, "method-not-allowed", "HEAD is not answered on this resource",
+									NULL, "Use GET: this request records an audit event or uses something up.", h);
+	}
 
 	cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl && strtoll(cl, NULL, 10) > config.max_body)

@@ -53,14 +53,14 @@ const Route routes[] = {
 	{"POST", "/v1/tenants/{tenant}/legal-holds", "holds.create", legal_holds_create, ROUTE_AUTH | ROUTE_BODY},
 	{"DELETE", "/v1/legal-holds/{id}", "holds.delete", legal_holds_delete, ROUTE_AUTH | ROUTE_BODY},
 	{"POST", "/v1/tenants/{tenant}/erasures", "erasures.create", erasures_create, ROUTE_AUTH | ROUTE_BODY},
-	{"GET", "/v1/openapi.yaml", "openapi", system_openapi, 0},
-	{"GET", "/healthz", "healthz", system_healthz, 0},
-	{"GET", "/readyz", "readyz", system_readyz, 0},
-	{"GET", "/metrics", "metrics", metrics_handler, 0},
-	{"GET", "/", "page", static_page, 0},
-	{"GET", "/app.js", "page.js", static_page, 0},
-	{"GET", "/app.css", "page.css", static_page, 0},
-	{"GET", "/favicon.svg", "page.icon", static_page, 0},
+	{"GET", "/v1/openapi.yaml", "openapi", system_openapi, ROUTE_HEAD},
+	{"GET", "/healthz", "healthz", system_healthz, ROUTE_HEAD},
+	{"GET", "/readyz", "readyz", system_readyz, ROUTE_HEAD},
+	{"GET", "/metrics", "metrics", metrics_handler, ROUTE_HEAD},
+	{"GET", "/", "page", static_page, ROUTE_HEAD},
+	{"GET", "/app.js", "page.js", static_page, ROUTE_HEAD},
+	{"GET", "/app.css", "page.css", static_page, ROUTE_HEAD},
+	{"GET", "/favicon.svg", "page.icon", static_page, ROUTE_HEAD},
 };
 const int	n_routes = sizeof(routes) / sizeof(routes[0]);
 

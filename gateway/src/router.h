@@ -16,6 +16,7 @@ typedef enum MHD_Result (*Handler) (Request *r);
 #define ROUTE_AUTH		0x01	/* needs a bearer token */
 #define ROUTE_BODY		0x02	/* takes a JSON body */
 #define ROUTE_EXPENSIVE 0x04	/* the stricter rate limit (export, verify) */
+#define ROUTE_HEAD		0x08	/* HEAD is answered: the GET has no side effect */
 
 typedef struct Route
 {

@@ -227,14 +227,6 @@ ticket_download(Request *r)
 	enum MHD_Result res;
 	int			i;
 
-	/* HEAD would use the ticket up and give no export */
-	if (strcmp(r->method, "HEAD") == 0)
-	{
-		static const char *const allow[] = {"Allow", "GET", NULL};
-
-		return http_problem_headers(r, 405, "method-not-allowed", "an export ticket is redeemed with GET",
-									NULL, NULL, allow);
-	}
 	if (valid_ticket(want))
 	{
 		pthread_mutex_lock(&tickets_lock);
