@@ -24,10 +24,6 @@ extern int	custos_block_max_events;
 extern int	custos_seal_batch_events;
 extern int	custos_read_queue_size;
 extern int	custos_read_queue_timeout_ms;
-extern int	custos_retention_default_days;
-extern int	custos_retention_min_days;
-extern int	custos_retention_max_days;
-extern int	custos_job_batch_pause_ms;
 
 typedef struct CustosShared
 {
@@ -49,6 +45,7 @@ extern CustosShared *custos_shared;
 #define CUSTOS_HASH_LEN 32
 
 extern Oid	CustosSchemaOwner(void);
+extern bool CustosPushLookupSnapshot(void);
 extern Oid	CustosSchemaOid(bool missing_ok);
 
 #endif							/* CUSTOS_H */

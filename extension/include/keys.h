@@ -25,7 +25,6 @@ extern void KeysInvalidateAll(void);
 extern int32 KeysPeriodOf(TimestampTz ts);
 extern void KeysScopeRef(const char *tenant, const char *scope,
 						 const char *value, uint8 *ref);
-extern bool KeysIsZero(const uint8 *key);
 extern void KeysNoteDestroyed(void);
 
 #endif							/* CUSTOS_KEYS_H */

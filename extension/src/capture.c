@@ -65,6 +65,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
 #include "append.h"
@@ -161,6 +162,8 @@ typedef struct CaptureConfig
 } CaptureConfig;
 
 static HTAB *config_cache = NULL;
+/* relcache invalidations seen so far: a build that overlaps one is not kept */
+static uint64 capture_inval_count = 0;
 
 /* the tenant name of {"tenant": "name"} metadata, for one tenant per transaction */
 static LocalTransactionId tenant_name_lxid = InvalidLocalTransactionId;
@@ -220,6 +223,7 @@ capture_relcache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	CaptureConfig *cfg;
 
+	capture_inval_count++;
 	if (config_cache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -349,11 +353,14 @@ static const char *const op_names[NUM_OPS] = {"INSERT", "UPDATE", "DELETE", "TRU
 
 /*
  * Build the configuration of rel into cfg (whose cxt is empty).  Reads
- * custos.tracked_table as custos' owner; the caller is in a transaction.
+ * custos.tracked_table as custos' owner, on a lookup snapshot; the caller is
+ * in a transaction.  Returns whether the result may be kept (false in
+ * parallel mode).
  */
-static void
+static bool
 build_config(CaptureConfig *cfg, Relation rel)
 {
+	volatile bool pushed = false;
 	TupleDesc	desc = RelationGetDescr(rel);
 	Oid			argtype = OIDOID;
 	Datum		arg = ObjectIdGetDatum(RelationGetRelid(rel));
@@ -386,6 +393,7 @@ build_config(CaptureConfig *cfg, Relation rel)
 		ListCell   *lc;
 		char	   *s;
 
+		pushed = CustosPushLookupSnapshot();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute_with_args("SELECT resource_type, tenant_column::text, key_columns::text[], "
@@ -551,6 +559,8 @@ build_config(CaptureConfig *cfg, Relation rel)
 			cfg->nmeta = n;
 		}
 		SPI_finish();
+		if (pushed)
+			PopActiveSnapshot();
 	}
 	PG_FINALLY();
 	{
@@ -558,6 +568,7 @@ build_config(CaptureConfig *cfg, Relation rel)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
+	return pushed;
 }
 
 /* The valid configuration of rel, built if need be. */
@@ -600,8 +611,13 @@ get_config(Relation rel)
 		cfg->relid = relid;
 		cfg->cxt = cxt;
 	}
-	build_config(cfg, rel);
-	cfg->valid = true;
+	{
+		uint64		start = capture_inval_count;
+		bool		keep = build_config(cfg, rel);
+
+		/* an invalidation during the build may concern what it read */
+		cfg->valid = keep && capture_inval_count == start;
+	}
 	return cfg;
 }
 
@@ -1048,7 +1064,8 @@ custos_capture_row(PG_FUNCTION_ARGS)
 			key = c->is_key;
 			if (!same)
 				changed++;
-			if (!same || (key && cfg->key_in_state))
+			/* without record_state only "changed" is needed */
+			if (cfg->record_state && (!same || (key && cfg->key_in_state)))
 			{
 				push_key(&ps, c->name);
 				push_value(&ps, cfg, c, oldslot->tts_values[i], oldslot->tts_isnull[i], WJB_VALUE);

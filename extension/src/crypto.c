@@ -26,6 +26,11 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+/* EVP_MAC, OSSL_PARAM and EVP_CipherInit_ex2() below; Debian 12 ships 3.0 */
+#if OPENSSL_VERSION_NUMBER < 0x30000000L
+#error "custos needs OpenSSL 3.0 or later"
+#endif
+
 #include "port.h"
 
 #include "crypto.h"

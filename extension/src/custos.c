@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "fmgr.h"
@@ -21,6 +22,7 @@
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "custos.h"
@@ -40,10 +42,11 @@ int			custos_block_max_events = 4096;
 int			custos_seal_batch_events = 100000;
 int			custos_read_queue_size = 4096;
 int			custos_read_queue_timeout_ms = 1000;
-int			custos_retention_default_days = 180;
-int			custos_retention_min_days = 1;
-int			custos_retention_max_days = 3650;
-int			custos_job_batch_pause_ms = 0;
+/* read by the jobs' SQL (current_setting), not by C */
+static int	custos_retention_default_days = 180;
+static int	custos_retention_min_days = 1;
+static int	custos_retention_max_days = 3650;
+static int	custos_job_batch_pause_ms = 0;
 
 CustosShared *custos_shared = NULL;
 
@@ -225,6 +228,26 @@ _PG_init(void)
 	shmem_startup_hook = custos_shmem_startup;
 
 	SealRegisterWorker();
+}
+
+/*
+ * A snapshot for a lookup whose result the backend caches until an
+ * invalidation (the taxonomy, tracked tables, principals and tokens): the
+ * result must reflect every commit whose invalidation has been processed,
+ * which the calling statement's snapshot, or a REPEATABLE READ
+ * transaction's, may predate; cached from such a snapshot it would stay
+ * stale after the transaction.  Returns false in parallel mode, where no
+ * snapshot may be taken: the caller must then not keep the result.
+ * The caller pops the snapshot after the lookup (on error, transaction
+ * abort does).
+ */
+bool
+CustosPushLookupSnapshot(void)
+{
+	if (IsInParallelMode())
+		return false;
+	PushActiveSnapshot(GetLatestSnapshot());
+	return true;
 }
 
 /*

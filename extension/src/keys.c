@@ -243,8 +243,8 @@ KeysScopeRef(const char *tenant, const char *scope, const char *value, uint8 *re
 	explicit_bzero(secret, sizeof(secret));
 }
 
-bool
-KeysIsZero(const uint8 *key)
+static bool
+keys_is_zero(const uint8 *key)
 {
 	uint8		acc = 0;
 	int			i;
@@ -374,7 +374,7 @@ KeysGetDataKey(const char *tenant, const char *scope, const char *value,
 	 * updated (retention.c), and an interrupted destruction leaves them so:
 	 * such a key is never used again, a fresh one takes its place.
 	 */
-	if (!read_key_row(out) || KeysIsZero(out->key))
+	if (!read_key_row(out) || keys_is_zero(out->key))
 	{
 		keyb = palloc(VARHDRSZ + CUSTOS_HASH_LEN);
 		SET_VARSIZE(keyb, VARHDRSZ + CUSTOS_HASH_LEN);

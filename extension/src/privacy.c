@@ -105,17 +105,15 @@ privacy_catalog_present(void)
  * the generation after its commit is visible, so a lookup on the statement's
  * snapshot, which may predate that commit, could cache a revoked token or a
  * removed mapping under the new generation for good.  Lookups to be cached
- * therefore run on a snapshot taken after the generation was read.  No new
- * snapshot may be taken in parallel mode: returns false, and the caller
- * must not keep the result beyond the statement.
+ * therefore run on a snapshot taken after the generation was read
+ * (CustosPushLookupSnapshot()).  Returns false without shared memory (no
+ * generation: nothing outlives the transaction) and in parallel mode; the
+ * caller must then not keep the result beyond the statement.
  */
 static bool
 push_lookup_snapshot(void)
 {
-	if (custos_shared == NULL || IsInParallelMode())
-		return false;
-	PushActiveSnapshot(GetLatestSnapshot());
-	return true;
+	return custos_shared != NULL && CustosPushLookupSnapshot();
 }
 
 /*
@@ -303,33 +301,43 @@ read_principal(Caller *c, int first_col, MemoryContext cxt)
 	c->valid = true;
 }
 
+/*
+ * Every change to custos.tenant, principal, right_grant or token bumps the
+ * shared auth generation when it is made and again once its commit is
+ * visible; what is cached under a generation stays valid until it moves.
+ * Without shared memory there is none: caches last one transaction.
+ */
+static uint64
+auth_generation(void)
+{
+	return custos_shared ? pg_atomic_read_u64(&custos_shared->auth_generation) : 0;
+}
+
 /* The role-mapped principal of the outer role, or !valid. */
 static Caller *
 mapped_caller(void)
 {
 	Oid			outer = GetOuterUserId();
+	uint64		generation = auth_generation();
 	GuardState	gs;
 	bool		pushed = false;
 
 	ensure_contexts();
 	if (role_oid == outer &&
-		(custos_shared != NULL ?
-		 pg_atomic_read_u64(&custos_shared->auth_generation) == role_generation :
-		 role_lxid == MyProc->lxid))
+		(custos_shared != NULL ? generation == role_generation : role_lxid == MyProc->lxid))
 		return &role_caller;
 
+	/* no entry until a lookup has succeeded (an error may be caught) */
+	role_oid = InvalidOid;
 	memset(&role_caller, 0, sizeof(role_caller));
 	MemoryContextReset(RoleContext);
 	if (!privacy_catalog_present())
 	{
 		role_lxid = MyProc->lxid;
+		role_generation = generation;
 		role_oid = outer;
-		if (custos_shared)
-			role_generation = pg_atomic_read_u64(&custos_shared->auth_generation);
 		return &role_caller;
 	}
-	if (custos_shared)
-		role_generation = pg_atomic_read_u64(&custos_shared->auth_generation);
 	GuardBeginInternal(&gs);
 	PG_TRY();
 	{
@@ -339,8 +347,6 @@ mapped_caller(void)
 		/* by OID: a role dropped and re-created under the same name is another */
 		arg[0] = ObjectIdGetDatum(outer);
 		pushed = push_lookup_snapshot();
-		if (!pushed && custos_shared)
-			role_generation--;	/* for this lookup only: see below */
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute_plan(keep_plan(&plan_role,
@@ -362,12 +368,13 @@ mapped_caller(void)
 	}
 	PG_END_TRY();
 	/*
-	 * Without a lookup snapshot, role_generation no longer matches, so the
-	 * next call looks again; without shared memory role_lxid limits the
-	 * entry to this transaction.
+	 * Kept for later calls only if looked up after the generation was read
+	 * (with shared memory), or for this transaction (without).
 	 */
 	role_lxid = MyProc->lxid;
-	role_oid = outer;
+	role_generation = generation;
+	if (pushed || custos_shared == NULL)
+		role_oid = outer;
 	return &role_caller;
 }
 
@@ -426,19 +433,6 @@ static Datum
 empty_text_array(void)
 {
 	return PointerGetDatum(construct_empty_array(TEXTOID));
-}
-
-/*
- * The sets stay valid until the catalog changes or a grant they rely on
- * expires.  Every change to custos.tenant, principal or right_grant bumps
- * the shared auth generation when it commits (and when it is made, for the
- * changing session itself), so a grant or privacy-mode switch is seen by
- * every session's next statement.  Without shared memory, one transaction.
- */
-static uint64
-auth_generation(void)
-{
-	return custos_shared ? pg_atomic_read_u64(&custos_shared->auth_generation) : 0;
 }
 
 /* The active snapshot's view, or one that matches nothing. */

@@ -259,12 +259,12 @@ typedef struct CutRange
 Datum
 custos_retention_batch(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = PG_GETARG_TEXT_PP(0);
-	TimestampTz cutoff = PG_GETARG_TIMESTAMPTZ(1);
-	int32		batch_size = PG_GETARG_INT32(2);
-	int64		after_id = PG_GETARG_INT64(3);
-	ArrayType  *held_a = PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4);
-	int64		run_id = PG_GETARG_INT64(5);
+	text	   *tenant;
+	TimestampTz cutoff;
+	int32		batch_size;
+	int64		after_id;
+	ArrayType  *held_a;
+	int64		run_id;
 	TupleDesc	rdesc;
 	Datum		result[6];
 	bool		rnulls[6] = {false, false, true, true, false, false};
@@ -272,11 +272,24 @@ custos_retention_batch(PG_FUNCTION_ARGS)
 	int64		held = 0;
 	TimestampTz oldest = 0;
 	TimestampTz newest = 0;
-	int64		last_id = after_id;
+	int64		last_id;
 	bool		done = false;
 	int64	   *held_keys = NULL;
 	int			nheld = 0;
 	GuardState	gs;
+
+	/* CALLED ON NULL INPUT for held_keys alone: the others are required */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("only held_keys of custos.retention_batch() may be NULL")));
+	tenant = PG_GETARG_TEXT_PP(0);
+	cutoff = PG_GETARG_TIMESTAMPTZ(1);
+	batch_size = PG_GETARG_INT32(2);
+	after_id = PG_GETARG_INT64(3);
+	held_a = PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4);
+	run_id = PG_GETARG_INT64(5);
+	last_id = after_id;
 
 	if (batch_size < 1)
 		ereport(ERROR,

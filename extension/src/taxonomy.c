@@ -30,6 +30,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "custos.h"
 #include "guard.h"
@@ -53,11 +54,17 @@ static Oid	setting_relid = InvalidOid;
 static HTAB *cache_names = NULL;
 static MemoryContext cache_cxt = NULL;
 
+/* invalidations seen so far: a load that overlaps one is not kept */
+static uint64 inval_count = 0;
+
 static void
 taxonomy_relcache_callback(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == taxonomy_relid || relid == setting_relid)
+	{
 		cache_valid = false;
+		inval_count++;
+	}
 }
 
 static void
@@ -106,6 +113,8 @@ load_cache(void)
 	{
 		HTAB	   *names;
 		bool		strict = true;
+		uint64		start = inval_count;
+		bool		pushed = CustosPushLookupSnapshot();
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -128,9 +137,11 @@ load_cache(void)
 			strict = (mode == NULL || strcmp(mode, "open") != 0);
 		}
 		SPI_finish();
+		if (pushed)
+			PopActiveSnapshot();
 		cache_names = names;
 		cache_strict = strict;
-		cache_valid = true;
+		cache_valid = pushed && inval_count == start;
 	}
 	PG_FINALLY();
 	{

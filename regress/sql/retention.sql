@@ -85,6 +85,9 @@ SELECT pg_temp.try($$SELECT custos.job_clock(now() + interval '1 day')$$);
 SELECT pg_temp.try($$SELECT custos.job_clock(NULL)$$);
 RESET ROLE;
 REVOKE EXECUTE ON FUNCTION custos.job_clock(timestamptz) FROM regress_ret_user;
+-- the batch primitive takes NULL only for its held keys
+SELECT pg_temp.try($$SELECT custos.retention_batch(NULL, now(), 10, 0, NULL, 1)$$) AS null_tenant;
+SELECT pg_temp.try($$SELECT custos.retention_batch('ret-a', now(), 10, NULL, NULL, 1)$$) AS null_after_id;
 
 -- ---------------------------------------------------------------------------
 -- events: a client-supplied occurred_at long ago does not make an event
