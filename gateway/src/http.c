@@ -418,6 +418,7 @@ http_problem_headers(Request *r, int status, const char *slug, const char *detai
 	char		type[64];
 	json_t	   *p;
 	char	   *text;
+	size_t		len;
 	struct MHD_Response *resp;
 
 	snprintf(type, sizeof(type), PROBLEM_BASE "%s", slug);
@@ -446,7 +447,8 @@ http_problem_headers(Request *r, int status, const char *slug, const char *detai
 	json_decref(p);
 	if (text == NULL)
 		return MHD_NO;
-	resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	len = strlen(text);
+	resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (resp == NULL)
 		free(text);
 	else
@@ -458,7 +460,7 @@ http_problem_headers(Request *r, int status, const char *slug, const char *detai
 		gw_log(status == 500 ? LOG_ERROR : LOG_WARN, r->request_id,
 			   "msg=\"%s\" status=%d sqlstate=%s", status == 500 ? "internal error" : "unavailable",
 			   status, sqlstate ? sqlstate : "-");
-	return queue(r, status, resp, resp ? strlen(text) : 0, headers);
+	return queue(r, status, resp, resp ? len : 0, headers);
 }
 
 enum MHD_Result

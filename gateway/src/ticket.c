@@ -222,7 +222,7 @@ enum MHD_Result
 ticket_download(Request *r)
 {
 	const char *want = r->params[0];
-	Ticket		t;
+	Ticket		t = {0};
 	bool		found = false;
 	enum MHD_Result res;
 	int			i;
