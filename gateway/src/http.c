@@ -307,8 +307,8 @@ http_bearer_token(Request *r)
 	h += 7;
 	while (*h == ' ')
 		h++;
-	/* tokens are "cst_" and 64 hex digits; anything over 256 bytes is not one */
-	if (*h == '\0' || strlen(h) > 256)
+	/* tokens are "cst_" and 64 hex digits; anything longer is not one */
+	if (*h == '\0' || strlen(h) > HTTP_TOKEN_MAX)
 		return NULL;
 	return h;
 }

@@ -113,6 +113,9 @@ extern enum MHD_Result http_respond_stream(Request *r, int status, const char *c
 /* SQLSTATE to HTTP status and problem type (the table in http.c) */
 extern int	http_status_for_sqlstate(const char *sqlstate, const char **slug);
 
+/* the longest bearer token http_bearer_token() accepts (tokens are 68 bytes) */
+#define HTTP_TOKEN_MAX 256
+
 /* the Bearer token of the request, or NULL */
 extern const char *http_bearer_token(Request *r);
 

@@ -48,7 +48,6 @@
 #define TICKET_SLOTS 64			/* tickets not yet used; bounded memory */
 #define TICKET_TTL_S 60			/* from the page's click to the download */
 #define TICKET_HEX 64			/* 256 bits as hex */
-#define TOKEN_MAX 256			/* http_bearer_token() accepts at most this */
 
 typedef struct Ticket
 {
@@ -57,7 +56,7 @@ typedef struct Ticket
 	long long	expires_us;
 	ExportFormat format;
 	char		ip[48];
-	char		token[TOKEN_MAX + 1];
+	char		token[HTTP_TOKEN_MAX + 1];
 	char	   *filters;		/* JSON object text, malloc'd */
 } Ticket;
 
